@@ -1,0 +1,16 @@
+"""Thin V3 nodes: read inputs, validate, call one function, return."""
+
+from comfy_api.latest import ComfyExtension, io
+
+from ..weights.folder import register_model_folder
+from .adapter import BokehAdapterLoader, BokehApplyAdapter
+
+
+class BokehExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        register_model_folder()
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI 0.3.75 calls only get_node_list, so the folder is registered here too.
+        register_model_folder()
+        return [BokehAdapterLoader, BokehApplyAdapter]

@@ -1,0 +1,83 @@
+"""Load Bokeh Adapter and Apply Bokeh Adapter (with the Blur Level slider)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..attention.errors import BokehModelError
+from ..attention.flux_binding import apply_adapter, compute_dtype, flux_blocks
+from ..weights.checkpoint import host_block_map
+from ..weights.folder import adapter_files, load_named
+from .common import CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale
+
+
+class BokehAdapterLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BokehAdapterLoader",
+            display_name="Load Bokeh Adapter",
+            category=CATEGORY,
+            description="Loads the Bokeh Diffusion FLUX adapter (.safetensors) from models/bokeh_diffusion.",
+            inputs=[
+                io.Combo.Input(
+                    "adapter_name", options=adapter_files(),
+                    tooltip="The Bokeh Diffusion adapter file in ComfyUI/models/bokeh_diffusion (the authors' "
+                    "model.safetensors, any name). Only .safetensors files are listed.",
+                ),
+            ],
+            outputs=[BokehAdapterType.Output(display_name="bokeh_adapter")],
+        )
+
+    @classmethod
+    def execute(cls, adapter_name) -> io.NodeOutput:
+        return io.NodeOutput(load_named(adapter_name))
+
+
+class BokehApplyAdapter(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BokehApplyAdapter",
+            display_name="Apply Bokeh Adapter",
+            category=CATEGORY,
+            description="Gives a FLUX model a physical defocus-blur control. Returns a patched copy; the input "
+            "model is untouched. Applying again replaces the adapter.",
+            inputs=[
+                io.Model.Input("model", tooltip="A FLUX.1 model (FLUX.1-dev in the paper)."),
+                BokehAdapterType.Input("bokeh_adapter", tooltip="From Load Bokeh Adapter."),
+                blur_input(
+                    "blur_level", 10.0, display_name="Blur Level",
+                    tooltip="Defocus blur K: 0 = everything sharp, 30 = strongest bokeh. Connect a FLOAT list "
+                    "(Bokeh Blur Levels) to render one image per level.",
+                ),
+                io.Float.Input(
+                    "bokeh_scale", default=1.0, min=-10.0, max=10.0, step=0.05, optional=True,
+                    tooltip="Advanced: strength of the blur conditioning (bokeh cross-attention). 1.0 = reference.",
+                ),
+                io.Float.Input(
+                    "lora_scale", default=1.0, min=-10.0, max=10.0, step=0.05, optional=True,
+                    tooltip="Advanced: strength of the adapter's query/key updates. 1.0 = reference.",
+                ),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, bokeh_adapter, blur_level, bokeh_scale=1.0, lora_scale=1.0) -> io.NodeOutput:
+        k = check_blur(blur_level, "Blur Level")
+        n_double, n_single, hidden = flux_blocks(model)
+        dims = bokeh_adapter.dims
+        name = bokeh_adapter.source
+        if dims.hidden != hidden:
+            raise BokehModelError(
+                f"The adapter {name} is for hidden size {dims.hidden}; this FLUX model has {hidden}. "
+                "Use the adapter made for this model (the release fits FLUX.1-dev, hidden 3072)."
+            )
+        block_map = host_block_map(dims, n_double, n_single, name)
+        adapter = bokeh_adapter.for_dtype(compute_dtype(model))
+        out = apply_adapter(
+            model, adapter, block_map, [k], check_scale(bokeh_scale, "bokeh_scale"),
+            check_scale(lora_scale, "lora_scale"), source=name,
+        )
+        return io.NodeOutput(out)

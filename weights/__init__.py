@@ -1,0 +1,1 @@
+"""Checkpoint format and model folder of the Bokeh adapter."""
