@@ -1,7 +1,8 @@
 """An independent reference forward of FLUX + Bokeh adapter + grounded self-attention.
 
 Written from the spec (shared/spec/bokeh-diffusion.md) and the FLUX architecture in plain
-torch, in float64, from raw state dicts. It calls neither this pack's attention code nor
+torch, from raw state dicts, in float32 by default (the dtype the host runs the tiny model
+in, so the comparison measures the method and not float32-vs-float64 drift of a random net). It calls neither this pack's attention code nor
 ComfyUI's modules, so a match is evidence, not a tautology.
 """
 
@@ -24,7 +25,7 @@ def lin(sd, name, x):
 def t_embed(t, dim=256, max_period=10000, time_factor=1000.0):
     t = t * time_factor
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64) / half)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=t.dtype) / half)
     args = t[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
@@ -51,9 +52,9 @@ def rope_angles(ids, axes_dim, theta):
 
 
 def rotate(x, angles):
-    """x: (B, H, L, D) with pairs (x0, x1) along D."""
+    """x: (B, H, L, D) with pairs (x0, x1) along D; angles in float64."""
     x0, x1 = x[..., 0::2], x[..., 1::2]
-    c, s = torch.cos(angles), torch.sin(angles)
+    c, s = torch.cos(angles).to(x.dtype), torch.sin(angles).to(x.dtype)
     out = torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], dim=-1)
     return out.flatten(-2)
 
@@ -68,8 +69,9 @@ def softmax_attention(q, k, v):
 class Adapter:
     """The adapter's math from raw file tensors (spec sections 1-2)."""
 
-    def __init__(self, asd, bokeh_scale=1.0, lora_scale=1.0, alpha=None):
-        self.sd = {k: v.double() for k, v in asd.items()}
+    def __init__(self, asd, bokeh_scale=1.0, lora_scale=1.0, alpha=None, dtype=torch.float32):
+        self.dtype = dtype
+        self.sd = {k: v.to(dtype) for k, v in asd.items()}
         self.bokeh_scale = bokeh_scale
         self.lora_scale = lora_scale
         self.alpha = alpha
@@ -84,7 +86,7 @@ class Adapter:
         return (x @ down.T) @ up.T * scale
 
     def embed(self, k_input):
-        x = torch.tensor([[k_input]], dtype=torch.float64)
+        x = torch.tensor([[k_input]], dtype=self.dtype)
         h = torch.relu(x @ self.sd["embedding_layer.0.weight"].T + self.sd["embedding_layer.0.bias"])
         return (h @ self.sd["embedding_layer.2.weight"].T + self.sd["embedding_layer.2.bias"])[0]
 
@@ -128,12 +130,11 @@ def heads(x, h):
     return x.view(b, l, h, hd // h).transpose(1, 2)
 
 
-def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=None, ground=None):
+def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=None, ground=None, dtype=torch.float32):
     """The FLUX diffusion model's output for latent x (B, C, H, W). k_inputs: network input per
     row (K/30 or -1.0). ground: {row: pivot row} for rows grounded at this evaluation."""
-    sd = {k: v.double() for k, v in sd.items()}
-    x, context, y = x.double(), context.double(), y.double()
-    timestep, guidance = timestep.double(), guidance.double()
+    sd = {k: v.to(dtype) for k, v in sd.items()}
+    x, context, y, timestep, guidance = (a.to(dtype) for a in (x, context, y, timestep, guidance))
     ground = ground or {}
     hsz, nh, ps = cfg["hidden_size"], cfg["num_heads"], cfg["patch_size"]
     b, c, hh, ww = x.shape

@@ -1,0 +1,204 @@
+"""The adapter on a real ComfyUI FLUX: parity with the independent reference, invariants."""
+
+import harness
+import pytest
+import reference
+import torch
+
+CFG = harness.TINY
+N_BLOCKS = CFG["depth"] + CFG["depth_single_blocks"]
+
+
+def rel_err(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def inputs(batch, seed=3, tokens=8):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 16, 8, 8, generator=g)
+    ctx = torch.randn(batch, tokens, CFG["context_in_dim"], generator=g)
+    y = torch.randn(batch, CFG["vec_in_dim"], generator=g)
+    t = torch.full((batch,), 0.7)
+    guidance = torch.full((batch,), 3.0)
+    return x, t, ctx, y, guidance
+
+
+def apply(model, adapter_path, blur, bokeh_scale=1.0, lora_scale=1.0):
+    nodes_mod = harness.pack_module("nodes.adapter")
+    loaded = nodes_mod.BokehAdapterLoader.execute(str(adapter_path)).result[0]
+    return nodes_mod.BokehApplyAdapter.execute(model, loaded, blur, bokeh_scale, lora_scale).result[0]
+
+
+@pytest.fixture(scope="module")
+def adapter_sd():
+    return reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=11)
+
+
+@pytest.fixture(scope="module")
+def adapter_path(pack, adapter_sd, tmp_path_factory):
+    return harness.write_adapter(tmp_path_factory.mktemp("bokeh_models"), adapter_sd)
+
+
+@pytest.fixture(scope="module")
+def base_model(pack):
+    return harness.tiny_flux(seed=5)
+
+
+def reference_out(model, adapter_sd, args, k_inputs, **kw):
+    sd = model.model.diffusion_model.state_dict()
+    adapter = reference.Adapter(adapter_sd, **kw) if adapter_sd is not None else None
+    return reference.forward(sd, CFG, *args, adapter=adapter, k_inputs=k_inputs)
+
+
+def test_one_k_matches_reference(base_model, adapter_sd, adapter_path):
+    patched = apply(base_model, adapter_path, 12.0)
+    args = inputs(2)
+    out = harness.diffusion_forward(patched, *args)
+    ref = reference_out(base_model, adapter_sd, args, [12 / 30] * 2)
+    assert rel_err(out, ref) <= 1e-5
+    # and the adapter does something: the unpatched model differs clearly
+    plain = harness.diffusion_forward(base_model, *args)
+    assert rel_err(plain, ref) > 1e-3
+
+
+def test_scales_match_reference(base_model, adapter_sd, adapter_path):
+    patched = apply(base_model, adapter_path, 4.0, bokeh_scale=0.5, lora_scale=1.5)
+    args = inputs(1)
+    out = harness.diffusion_forward(patched, *args)
+    ref = reference_out(base_model, adapter_sd, args, [4 / 30], bokeh_scale=0.5, lora_scale=1.5)
+    assert rel_err(out, ref) <= 1e-5
+
+
+def test_several_k_in_one_batch_match_reference(base_model, adapter_sd, adapter_path):
+    binding = harness.pack_module("attention.flux_binding")
+    ks = [0.0, 12.0, 28.0]
+    patched = binding.rebind(apply(base_model, adapter_path, 5.0), k_values=ks)
+    args = inputs(3)
+    out = harness.diffusion_forward(patched, *args)
+    ref = reference_out(base_model, adapter_sd, args, [k / 30 for k in ks])
+    assert rel_err(out, ref) <= 1e-5
+    # each row equals that row run alone with its own K
+    for r, k in enumerate(ks):
+        alone = harness.diffusion_forward(apply(base_model, adapter_path, k), *(a[r : r + 1] for a in args))
+        assert rel_err(out[r : r + 1], alone) <= 1e-5
+
+
+def test_cfg_negative_chunk_gets_uncond_input(base_model, adapter_sd, adapter_path):
+    patched = apply(base_model, adapter_path, 18.0)
+    args = inputs(4)  # chunks [negative (2 rows), positive (2 rows)], the order CFG > 1 used
+    out = harness.diffusion_forward(patched, *args, cond_or_uncond=(1, 0))
+    ref = reference_out(base_model, adapter_sd, args, [-1.0, -1.0, 18 / 30, 18 / 30])
+    assert rel_err(out, ref) <= 1e-5
+
+
+def test_zero_adapter_changes_nothing(pack, base_model, adapter_sd, tmp_path):
+    zero = {k: torch.zeros_like(v) for k, v in adapter_sd.items()}
+    path = harness.write_adapter(tmp_path, zero, name="zero.safetensors")
+    args = inputs(2)
+    plain = harness.diffusion_forward(base_model, *args)
+    patched = harness.diffusion_forward(apply(base_model, path, 20.0), *args, cond_or_uncond=(0,))
+    assert torch.equal(plain, patched)
+
+
+def test_input_model_untouched(base_model, adapter_path):
+    args = inputs(1)
+    before = harness.diffusion_forward(base_model, *args)
+    patches = dict(base_model.object_patches)
+    options_keys = set(base_model.model_options.get("transformer_options", {}))
+    additional = dict(base_model.additional_models)
+    patched = apply(base_model, adapter_path, 25.0)
+    harness.diffusion_forward(patched, *args)
+    assert base_model.object_patches == patches
+    assert set(base_model.model_options.get("transformer_options", {})) == options_keys
+    assert base_model.additional_models == additional
+    assert torch.equal(harness.diffusion_forward(base_model, *args), before)
+
+
+def test_clone_shares_adapter_weights(base_model, adapter_path):
+    binding = harness.pack_module("attention.flux_binding")
+    patched = apply(base_model, adapter_path, 8.0)
+    clone = patched.clone()
+    a = binding.current_binding(patched)
+    b = binding.current_binding(clone)
+    assert a is b
+    ptrs = {p.data_ptr() for p in a.adapter.parameters()}
+    (adapter_patcher,) = clone.additional_models[binding.ADDITIONAL_MODELS_KEY]
+    assert {p.data_ptr() for p in adapter_patcher.model.parameters()} == ptrs
+    norm = clone.object_patches["diffusion_model.double_blocks.0.img_attn.norm"]
+    assert norm.to_q.down.weight.data_ptr() in ptrs
+    # the norm wrapper keeps the host's parameter names (LoRA keys, model management)
+    assert {n for n, _ in norm.named_parameters()} == {"query_norm.scale", "key_norm.scale"}
+
+
+def test_applying_twice_replaces(base_model, adapter_sd, adapter_path, tmp_path, caplog):
+    other = reference.random_adapter_sd(CFG["hidden_size"], [0, 3], seed=99)
+    other_path = harness.write_adapter(tmp_path, other, name="other.safetensors")
+    once = apply(base_model, other_path, 3.0)
+    with caplog.at_level("INFO"):
+        twice = apply(once, adapter_path, 12.0)
+    assert "replacing" in caplog.text
+    args = inputs(1)
+    out = harness.diffusion_forward(twice, *args)
+    ref = reference_out(base_model, adapter_sd, args, [12 / 30])
+    assert rel_err(out, ref) <= 1e-5
+
+
+def test_previous_override_is_called(base_model, adapter_sd, adapter_path):
+    calls = []
+
+    def other_pack_override(func, *args, **kwargs):
+        calls.append(1)
+        return func(*args, **kwargs)
+
+    m = base_model.clone()
+    m.model_options["transformer_options"]["optimized_attention_override"] = other_pack_override
+    patched = apply(m, adapter_path, 12.0)
+    args = inputs(1)
+    out = harness.diffusion_forward(patched, *args)
+    assert len(calls) == N_BLOCKS
+    ref = reference_out(base_model, adapter_sd, args, [12 / 30])
+    assert rel_err(out, ref) <= 1e-5
+    # re-applying keeps the other pack's override, not our old one
+    again = apply(patched, adapter_path, 3.0)
+    calls.clear()
+    harness.diffusion_forward(again, *args)
+    assert len(calls) == N_BLOCKS
+
+
+def test_partial_blocks_and_no_qk(pack, base_model, tmp_path):
+    asd = reference.random_adapter_sd(CFG["hidden_size"], [1, 2], seed=4, qk=False)
+    path = harness.write_adapter(tmp_path, asd, name="partial.safetensors")
+    patched = apply(base_model, path, 20.0)
+    args = inputs(1)
+    out = harness.diffusion_forward(patched, *args)
+    ref = reference_out(base_model, asd, args, [20 / 30])
+    assert rel_err(out, ref) <= 1e-5
+
+
+def test_alpha_from_config(pack, base_model, tmp_path):
+    asd = reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), rank=4, seed=8)
+    path = harness.write_adapter(tmp_path, asd, name="model.safetensors", config={"lora_alpha": 2, "lora_rank": 4})
+    patched = apply(base_model, path, 9.0)
+    args = inputs(1)
+    ref = reference_out(base_model, asd, args, [9 / 30], alpha=2)
+    assert rel_err(harness.diffusion_forward(patched, *args), ref) <= 1e-5
+
+
+def test_ksampler_graph_with_adapter(pack, adapter_path):
+    prompt = {
+        "1": {"class_type": "BokehTestTinyFlux", "inputs": {"seed": 0, "preset": "tiny"}},
+        "2": {"class_type": "BokehTestConditioning", "inputs": {"seed": 1, "guidance": 3.0, "preset": "tiny"}},
+        "3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "6": {"class_type": "BokehAdapterLoader", "inputs": {"adapter_name": adapter_path.name}},
+        "7": {"class_type": "BokehApplyAdapter", "inputs": {"model": ["1", 0], "bokeh_adapter": ["6", 0], "blur_level": 15.0}},
+        "4": {"class_type": "KSampler", "inputs": {
+            "model": ["7", 0], "positive": ["2", 0], "negative": ["2", 0], "latent_image": ["3", 0],
+            "seed": 7, "steps": 3, "cfg": 2.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": "bokeh_test"}},
+    }
+    result = harness.run_prompt(prompt)
+    assert result.ok, result.errors
+    with_adapter = result.outputs["4"][0][0]["samples"]
+    prompt["4"]["inputs"]["model"] = ["1", 0]
+    plain = harness.run_prompt(prompt).outputs["4"][0][0]["samples"]
+    assert rel_err(with_adapter, plain) > 1e-3
