@@ -258,3 +258,40 @@ def write_adapter(folder, tensors: dict, name: str = "bokeh_test.safetensors", c
         (folder / "config.json").write_text(json.dumps(config))
     folder_paths.add_model_folder_path("bokeh_diffusion", str(folder))
     return path
+
+
+def tiny_sd15(seed: int = 0):
+    """A tiny SD1.5 UNet ModelPatcher (a non-FLUX model, for the wrong-family errors)."""
+    boot()
+    import torch
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cfg = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+           "legacy": False, "adm_in_channels": None, "in_channels": 4, "model_channels": 32, "num_res_blocks": [1],
+           "transformer_depth": [0], "channel_mult": [1], "transformer_depth_middle": 0,
+           "use_linear_in_transformer": False, "context_dim": 32, "num_heads": 2, "num_head_channels": -1,
+           "transformer_depth_output": [0, 0]}
+    model_conf = comfy.supported_models.SD15(cfg)
+    model_conf.set_inference_dtype(torch.float32, None)
+    model = model_conf.get_model({})
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+def write_header_only(path, shapes: dict):
+    """A safetensors file with a full header and no tensor data (for layout tests of the
+    583 MB release without shipping it)."""
+    import json
+    import struct
+
+    header, offset = {}, 0
+    for key, shape in shapes.items():
+        n = 4
+        for s in shape:
+            n *= s
+        header[key] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header).encode()
+    Path(path).write_bytes(struct.pack("<Q", len(raw)) + raw)
+    return Path(path)
