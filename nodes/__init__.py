@@ -4,6 +4,10 @@ from comfy_api.latest import ComfyExtension, io
 
 from ..weights.folder import register_model_folder
 from .adapter import BokehAdapterLoader, BokehApplyAdapter
+from .color import BokehColorMatch
+from .pivot import BokehPivotBatch
+from .preview import BokehBlurMeter, BokehContactSheet
+from .sweep import BokehBlurLevels
 
 
 class BokehExtension(ComfyExtension):
@@ -13,4 +17,7 @@ class BokehExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         # ComfyUI 0.3.75 calls only get_node_list, so the folder is registered here too.
         register_model_folder()
-        return [BokehAdapterLoader, BokehApplyAdapter]
+        return [
+            BokehAdapterLoader, BokehApplyAdapter, BokehPivotBatch, BokehBlurLevels,
+            BokehColorMatch, BokehContactSheet, BokehBlurMeter,
+        ]

@@ -115,14 +115,14 @@ def flux_config(**overrides) -> dict:
     return cfg
 
 
-def random_flux_state_dict(diffusion_model, seed: int):
+def random_state_dict(diffusion_model, seed: int):
     """Seeded random weights: fan-in scaled normals for matrices, ones for norm scales."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for name, p in diffusion_model.state_dict().items():
-        if name.endswith(".scale"):
+        if name.endswith(".scale") or (p.ndim == 1 and "norm" in name and name.endswith(".weight")):
             sd[name] = torch.ones(p.shape)
         elif p.ndim >= 2:
             fan_in = p[0].numel()
@@ -146,7 +146,7 @@ def tiny_flux(seed: int = 0, dtype=None, device=None, **overrides):
     load_device = device or mm.get_torch_device()
     offload_device = mm.unet_offload_device()
     model = model_conf.get_model({}, device=offload_device if device is None else device)
-    model.load_model_weights(random_flux_state_dict(model.diffusion_model, seed), "")
+    model.load_model_weights(random_state_dict(model.diffusion_model, seed), "")
     model.diffusion_model.to(dtype)
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
 
@@ -295,3 +295,19 @@ def write_header_only(path, shapes: dict):
     raw = json.dumps(header).encode()
     Path(path).write_bytes(struct.pack("<Q", len(raw)) + raw)
     return Path(path)
+
+
+def tiny_vae(seed: int = 0):
+    """A real comfy.sd.VAE (AutoencoderKL, 16 latent channels, 8x like FLUX's) at tiny width."""
+    boot()
+    import comfy.sd
+
+    ddconfig = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 32,
+                "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    shapes = AutoencoderKL(ddconfig=ddconfig, embed_dim=16)
+    sd = random_state_dict(shapes, seed)
+    vae = comfy.sd.VAE(sd=sd, config={"params": {"ddconfig": ddconfig, "embed_dim": 16}})
+    vae.latent_channels = 16
+    return vae

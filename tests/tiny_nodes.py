@@ -42,7 +42,23 @@ class BokehTestConditioning:
         return (harness.flux_conditioning(seed, context_dim=cfg["context_in_dim"], vec_dim=cfg["vec_in_dim"], guidance=guidance),)
 
 
-TEST_NODES = {"BokehTestTinyFlux": BokehTestTinyFlux, "BokehTestConditioning": BokehTestConditioning}
+class BokehTestTinyVAE:
+    CATEGORY = "testing"
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "build"
+    _cache: dict = {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31})}}
+
+    def build(self, seed):
+        if seed not in self._cache:
+            self._cache[seed] = harness.tiny_vae(seed)
+        return (self._cache[seed],)
+
+
+TEST_NODES = {"BokehTestTinyVAE": BokehTestTinyVAE, "BokehTestTinyFlux": BokehTestTinyFlux, "BokehTestConditioning": BokehTestConditioning}
 
 
 def register_test_nodes():

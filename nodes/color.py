@@ -1,0 +1,56 @@
+"""Bokeh Colour Match: each target's Lab mean moved to the pivot's (spec section 4)."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..attention.color import match_lab
+from ..attention.errors import BokehInputError
+from .common import CATEGORY, BokehSweepType
+
+
+def check_images(images, what="images") -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0 or images.shape[-1] < 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise BokehInputError(f"The {what} input is {shape}; expected an IMAGE batch (B, H, W, 3) with at least one image.")
+    if not bool(torch.isfinite(images).all()):
+        raise BokehInputError(f"The {what} contain NaN or infinite values; check the VAE decode upstream.")
+    return images[..., :3]
+
+
+class BokehColorMatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BokehColorMatch",
+            display_name="Bokeh Colour Match",
+            category=CATEGORY,
+            description="Harmonises the colours of a blur sweep: shifts each image's CIE Lab mean to the pivot's "
+            "(Reinhard statistics matching, as in the paper). The pivot row itself is returned unchanged.",
+            inputs=[
+                io.Image.Input("images", tooltip="The decoded sweep (pivot and targets)."),
+                BokehSweepType.Input("sweep", optional=True, tooltip="From Bokeh Pivot Batch: tells which row is the pivot."),
+                io.Int.Input("pivot_index", default=0, min=0, max=4096, optional=True, tooltip="Row of the pivot when no sweep is connected."),
+                io.Image.Input("reference", optional=True, tooltip="Optional: match every image to this image instead of the pivot row."),
+                io.Boolean.Input("match_std", default=False, optional=True, tooltip="Also match each Lab channel's spread (std). Off in the paper."),
+                io.Boolean.Input("drop_pivot", default=False, optional=True, tooltip="Leave the pivot row out of the output."),
+            ],
+            outputs=[io.Image.Output()],
+        )
+
+    @classmethod
+    def execute(cls, images, sweep=None, pivot_index=0, reference=None, match_std=False, drop_pivot=False) -> io.NodeOutput:
+        images = check_images(images)
+        pivot = sweep.pivot_row if sweep is not None else int(pivot_index)
+        if not 0 <= pivot < images.shape[0]:
+            raise BokehInputError(f"Pivot row {pivot} does not exist in a batch of {images.shape[0]} images.")
+        if reference is not None:
+            ref = check_images(reference, "reference image")[:1]
+            out = match_lab(images, ref, match_std)
+        else:
+            out = match_lab(images, images[pivot], match_std)
+            out[pivot] = images[pivot]
+        if drop_pivot:
+            out = torch.cat((out[:pivot], out[pivot + 1 :]))
+        return io.NodeOutput(out)

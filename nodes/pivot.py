@@ -1,0 +1,86 @@
+"""Bokeh Pivot Batch: one sampling run renders a pivot and its targets with one scene."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..attention.errors import BokehInputError, BokehModelError
+from ..attention.flux_binding import Grounding, current_binding, rebind
+from ..attention.sweep import MAX_TARGETS, Sweep, parse_levels
+from .common import CATEGORY, BokehSweepType, blur_input, check_blur
+
+
+def _one(value):
+    """is_input_list hands every input over as a list; widgets and single links carry one item."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+class BokehPivotBatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BokehPivotBatch",
+            display_name="Bokeh Pivot Batch",
+            category=CATEGORY,
+            description="Turns one latent into a batch [pivot, target 1..N] sharing one seed's noise, and makes "
+            "the model ground every target on the pivot (grounded self-attention) so the scene stays the same "
+            "while the blur changes. Feed both outputs to one KSampler.",
+            is_input_list=True,
+            inputs=[
+                io.Model.Input("model", tooltip="A model with Apply Bokeh Adapter on it."),
+                io.Latent.Input("latent", tooltip="One empty latent (batch size 1), e.g. EmptySD3LatentImage."),
+                blur_input("pivot_blur", 15.0, tooltip="Blur level of the pivot image that anchors the scene. The paper uses 10..20 (15 in its example)."),
+                io.String.Input("targets", default="0, 4, 8, 12, 18, 28", tooltip="Target blur levels, separated by commas."),
+                io.Float.Input("grounding", default=0.8, min=0.0, max=1.0, step=0.05, display_mode=io.NumberDisplay.slider,
+                               tooltip="Share of the sampler's steps grounded on the pivot: 0.8 = 24 of 30 steps (the reference). "
+                               "0 = independent images from the same noise."),
+                io.Float.Input("target_levels", optional=True, force_input=True,
+                               tooltip="Optional FLOAT list (Bokeh Blur Levels) of targets; used instead of the text."),
+                io.Int.Input("grounding_steps", default=-1, min=-1, max=10000, optional=True,
+                             tooltip="Advanced: exact number of grounded steps; -1 uses the 'grounding' share."),
+            ],
+            outputs=[
+                io.Model.Output(tooltip="The model, grounding on the pivot row."),
+                io.Latent.Output(tooltip="[pivot, targets...]: all rows get the same noise."),
+                BokehSweepType.Output(display_name="sweep", tooltip="K per row and the pivot row, for Colour Match, Contact Sheet and Blur Meter."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, latent, pivot_blur, targets, grounding, target_levels=None, grounding_steps=None) -> io.NodeOutput:
+        model, latent = _one(model), _one(latent)
+        if isinstance(model, list) or isinstance(latent, list):
+            raise BokehInputError("Bokeh Pivot Batch takes one MODEL and one LATENT, not lists; only 'target_levels' may be a list.")
+        pivot = check_blur(_one(pivot_blur), "pivot blur")
+        fraction = float(_one(grounding))
+        steps = int(_one(grounding_steps)) if grounding_steps is not None else -1
+        if target_levels is not None:
+            levels = [check_blur(v, "target blur level") for v in (target_levels if isinstance(target_levels, list) else [target_levels])]
+        else:
+            levels = [check_blur(v, "target blur level") for v in parse_levels(_one(targets), "targets")]
+        if not levels:
+            raise BokehInputError("The targets list is empty. Write the blur levels to render, e.g. '0, 4, 8, 12, 18, 28'.")
+        if len(levels) > MAX_TARGETS:
+            raise BokehInputError(f"{len(levels)} targets in one batch is more than {MAX_TARGETS}; split the sweep over several Pivot Batch nodes.")
+        if current_binding(model) is None:
+            raise BokehModelError("This MODEL has no Bokeh adapter. Put 'Apply Bokeh Adapter' before 'Bokeh Pivot Batch'.")
+
+        samples = latent["samples"]
+        if samples.shape[0] != 1:
+            raise BokehInputError(
+                f"The latent holds {samples.shape[0]} images; Bokeh Pivot Batch needs exactly one (batch_size 1) "
+                "and makes the batch itself."
+            )
+        rows = 1 + len(levels)
+        out = {k: v for k, v in latent.items() if k not in ("samples", "batch_index", "noise_mask")}
+        out["samples"] = samples.repeat(rows, *([1] * (samples.ndim - 1)))
+        # Equal batch_index = equal noise for every row (comfy.sample.prepare_noise).
+        index = (latent.get("batch_index") or [0])[0]
+        out["batch_index"] = [index] * rows
+        mask = latent.get("noise_mask")
+        if isinstance(mask, torch.Tensor):
+            out["noise_mask"] = mask if mask.shape[0] == 1 else mask[:1]
+        ks = (pivot, *levels)
+        patched = rebind(model, k_values=ks, grounding=Grounding(pivot=0, fraction=fraction, steps=steps))
+        return io.NodeOutput(patched, out, Sweep(k_values=ks, pivot_row=0))
