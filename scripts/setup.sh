@@ -10,7 +10,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY_BOOT="${PYTHON:-python3}"
 TORCH_REQ="torch==2.14.1 torchvision==0.29.1"
 
-HOST="$("$PY_BOOT" "$REPO/scripts/comfy_host.py")"
+HOST="$("$PY_BOOT" "$REPO/tools/comfy_host.py")"
 echo "[setup] ComfyUI host: $HOST" >&2
 
 # The host's requirements minus torch (installed pinned above) and torchaudio (optional:

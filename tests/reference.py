@@ -196,23 +196,5 @@ def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=N
     return out
 
 
-def random_adapter_sd(hidden, blocks, rank=4, context=16, embed_hidden=8, seed=0, qk=True, scale=0.3):
-    """Random adapter tensors in the released key layout (spec section 6)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g) * scale
-
-    sd = {
-        "embedding_layer.0.weight": r(embed_hidden, 1) * 3,
-        "embedding_layer.0.bias": r(embed_hidden),
-        "embedding_layer.2.weight": r(context, embed_hidden),
-        "embedding_layer.2.bias": r(context),
-    }
-    names = ["to_v_bokeh", "to_k_bokeh"] + (["to_q_adp", "to_k_adp"] if qk else [])
-    for i in blocks:
-        for name in names:
-            fan = hidden if name.endswith("_adp") else context
-            sd[f"adapter_modules.{i}.{name}.down.weight"] = r(rank, fan) / fan**0.5
-            sd[f"adapter_modules.{i}.{name}.up.weight"] = r(hidden, rank)
-    return sd
+# The random adapter maker lives with the tiny test models (tools/harness.py).
+from harness import random_adapter_sd  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """A real ComfyUI, in-process, for tests, benchmarks and the sweep runner's --check mode.
 
-Nothing of the host is stubbed: the host is found by scripts/comfy_host.py (COMFYUI_PATH, the
+Nothing of the host is stubbed: the host is found by tools/comfy_host.py (COMFYUI_PATH, the
 ComfyUI two folders up, or the pinned copy), its modules are imported as they are, this pack
 is loaded by ComfyUI's own custom-node loader, and prompts go through the host's
 ``validate_prompt`` and ``PromptExecutor``. What the tests add are tiny FLUX models with
@@ -39,7 +39,7 @@ _state = {}
 
 
 def _host_root() -> Path:
-    spec = importlib.util.spec_from_file_location("_bokeh_comfy_host", REPO / "scripts" / "comfy_host.py")
+    spec = importlib.util.spec_from_file_location("_bokeh_comfy_host", REPO / "tools" / "comfy_host.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.find_host()
@@ -311,3 +311,27 @@ def tiny_vae(seed: int = 0):
     vae = comfy.sd.VAE(sd=sd, config={"params": {"ddconfig": ddconfig, "embed_dim": 16}})
     vae.latent_channels = 16
     return vae
+
+
+def random_adapter_sd(hidden, blocks, rank=4, context=16, embed_hidden=8, seed=0, qk=True, scale=0.3):
+    """Random adapter tensors in the released key layout (spec section 6)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g) * scale
+
+    sd = {
+        "embedding_layer.0.weight": r(embed_hidden, 1) * 3,
+        "embedding_layer.0.bias": r(embed_hidden),
+        "embedding_layer.2.weight": r(context, embed_hidden),
+        "embedding_layer.2.bias": r(context),
+    }
+    names = ["to_v_bokeh", "to_k_bokeh"] + (["to_q_adp", "to_k_adp"] if qk else [])
+    for i in blocks:
+        for name in names:
+            fan = hidden if name.endswith("_adp") else context
+            sd[f"adapter_modules.{i}.{name}.down.weight"] = r(rank, fan) / fan**0.5
+            sd[f"adapter_modules.{i}.{name}.up.weight"] = r(hidden, rank)
+    return sd
