@@ -58,7 +58,22 @@ class BokehTestTinyVAE:
         return (self._cache[seed],)
 
 
-TEST_NODES = {"BokehTestTinyVAE": BokehTestTinyVAE, "BokehTestTinyFlux": BokehTestTinyFlux, "BokehTestConditioning": BokehTestConditioning}
+class BokehTestTinyCheckpoint:
+    """Stands in for CheckpointLoaderSimple: MODEL, CLIP (none; text encoding is swapped too), VAE."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31}), "preset": (["tiny", "mid"],)}}
+
+    def build(self, seed, preset):
+        return (BokehTestTinyFlux().build(seed, preset)[0], None, BokehTestTinyVAE().build(seed)[0])
+
+
+TEST_NODES = {"BokehTestTinyCheckpoint": BokehTestTinyCheckpoint, "BokehTestTinyVAE": BokehTestTinyVAE, "BokehTestTinyFlux": BokehTestTinyFlux, "BokehTestConditioning": BokehTestConditioning}
 
 
 def register_test_nodes():

@@ -1,0 +1,78 @@
+"""The bundled workflows, treated as a user's ComfyUI treats them: converted with the host's live
+node definitions, validated by the host, and run end to end in its executor. Only model loading
+and text encoding are swapped for tiny random models; every other node runs as saved."""
+
+import copy
+
+import harness
+import pytest
+import workflow_api
+from make_workflows import ADAPTER, SEED
+
+WORKFLOWS = sorted((harness.REPO / "workflows").glob("*.json"))
+OURS = ["BokehAdapterLoader", "BokehApplyAdapter", "BokehPivotBatch", "BokehBlurLevels",
+        "BokehColorMatch", "BokehContactSheet", "BokehBlurMeter"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_adapter(pack, tmp_path_factory):
+    cfg = harness.TINY
+    sd = harness.random_adapter_sd(cfg["hidden_size"], range(cfg["depth"] + cfg["depth_single_blocks"]), seed=41)
+    harness.write_adapter(tmp_path_factory.mktemp("wf_models"), sd, name=ADAPTER)
+
+
+def test_there_are_four_workflows():
+    assert [p.name for p in WORKFLOWS] == [
+        "bokeh_grounded_sweep.json", "bokeh_grounded_sweep_checkpoint.json", "bokeh_list_sweep.json", "bokeh_single_image.json"]
+
+
+def test_every_node_of_ours_is_in_a_workflow():
+    used = {n["type"] for p in WORKFLOWS for n in workflow_api.load(p)["nodes"]}
+    assert set(OURS) <= used, set(OURS) - used
+    import nodes
+
+    registered = {k for k in nodes.NODE_CLASS_MAPPINGS if k.startswith("Bokeh") and not k.startswith("BokehTest")}
+    assert registered == set(OURS)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_validates_and_runs(path):
+    workflow = workflow_api.load(path)
+    assert any(n["type"] == "Note" for n in workflow["nodes"])  # says which files go where
+    prompt = workflow_api.ui_to_api(workflow)
+    (ks,) = workflow_api.find(prompt, "KSampler")
+    assert prompt[ks]["inputs"]["seed"] == SEED and prompt[ks]["inputs"]["steps"] == 30  # seed control widget skipped
+    result = harness.run_prompt(workflow_api.swap_for_tiny_models(prompt))
+    assert result.ok, (result.errors.get("exception_message"), result.errors.get("node_errors") or result.errors)
+    saved = [out for out in result.ui.values() if "images" in out]
+    assert saved and all(out["images"] for out in saved)
+    if "grounded" in path.stem:
+        (meter,) = workflow_api.find(prompt, "BokehBlurMeter")
+        assert "corr(K, blur)" in result.outputs[meter][0][0]
+        (decode,) = workflow_api.find(prompt, "VAEDecode")
+        assert result.outputs[decode][0][0].shape == (7, 512, 512, 3)
+
+
+def test_missing_node_type_and_bad_link_fail():
+    workflow = workflow_api.load(harness.REPO / "workflows" / "bokeh_single_image.json")
+    broken = copy.deepcopy(workflow)
+    broken["nodes"][-1]["type"] = "NoSuchNode"
+    with pytest.raises(workflow_api.WorkflowError, match="NoSuchNode"):
+        workflow_api.ui_to_api(broken)
+    broken = copy.deepcopy(workflow)
+    broken["links"][0][1] = 999
+    with pytest.raises(workflow_api.WorkflowError, match="999"):
+        workflow_api.ui_to_api(broken)
+    broken = copy.deepcopy(workflow)
+    broken["links"].pop()
+    with pytest.raises(workflow_api.WorkflowError, match="not in the workflow's links"):
+        workflow_api.ui_to_api(broken)
+
+
+def test_host_rejects_a_mistyped_link():
+    workflow = workflow_api.load(harness.REPO / "workflows" / "bokeh_single_image.json")
+    prompt = workflow_api.swap_for_tiny_models(workflow_api.ui_to_api(workflow))
+    (ks,) = workflow_api.find(prompt, "KSampler")
+    prompt[ks]["inputs"]["model"] = prompt[ks]["inputs"]["positive"]
+    result = harness.run_prompt(prompt)
+    assert not result.ok and result.errors["node_errors"]

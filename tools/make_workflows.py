@@ -1,0 +1,195 @@
+"""Writes the bundled example workflows (workflows/*.json, UI-graph format) from short
+descriptions, with input/output slots and widget order taken from the live host.
+
+    python tools/make_workflows.py      # in the venv of scripts/setup.sh
+
+The files are committed; tests/test_workflows.py converts them back as a user's ComfyUI would.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+from workflow_api import is_widget, widget_inputs  # noqa: E402
+
+OUT = harness.REPO / "workflows"
+
+# File names the README tells users to use (models table).
+FLUX_UNET = "flux1-dev.safetensors"
+T5 = "t5xxl_fp16.safetensors"
+CLIP_L = "clip_l.safetensors"
+AE = "ae.safetensors"
+FLUX_CKPT = "flux1-dev-fp8.safetensors"
+ADAPTER = "bokeh_diffusion_flux.safetensors"
+PROMPT = "a portrait of a woman in a sunlit garden, roses in the foreground and background, 35mm photograph"
+SEED = 65578
+
+FILES_NOTE = (
+    "Bokeh Diffusion: model files\n\n"
+    f"models/diffusion_models/{FLUX_UNET}  (FLUX.1-dev)\n"
+    f"models/text_encoders/{T5} and {CLIP_L}\n"
+    f"models/vae/{AE}\n"
+    f"models/bokeh_diffusion/{ADAPTER}  (the authors' Bokeh Diffusion adapter, model.safetensors, renamed; "
+    "non-commercial licence; see the pack's README)\n\n"
+    "Only the prompt needs changing. Blur level K: 0 = sharp, 30 = strongest bokeh."
+)
+CKPT_NOTE = FILES_NOTE.replace(
+    f"models/diffusion_models/{FLUX_UNET}  (FLUX.1-dev)\nmodels/text_encoders/{T5} and {CLIP_L}\nmodels/vae/{AE}\n",
+    f"models/checkpoints/{FLUX_CKPT}  (a single-file FLUX.1-dev checkpoint with text encoders and VAE)\n",
+)
+
+
+class Graph:
+    def __init__(self):
+        import nodes
+
+        self.defs = nodes.NODE_CLASS_MAPPINGS
+        self.nodes, self.links = [], []
+        self.col = {}
+
+    def add(self, kind, column, widgets=None, title=None, size=(320, 120), **links):
+        node_id = len(self.nodes) + 1
+        y = self.col.get(column, 40)
+        self.col[column] = y + size[1] + 60
+        node = {"id": node_id, "type": kind, "pos": [40 + column * 380, y], "size": list(size), "flags": {},
+                "order": node_id - 1, "mode": 0, "inputs": [], "outputs": [], "properties": {"Node name for S&R": kind}}
+        if title:
+            node["title"] = title
+        if kind == "Note":
+            node["widgets_values"] = [widgets["text"]]
+            node["color"], node["bgcolor"] = "#432", "#653"
+            self.nodes.append(node)
+            return node_id
+        cls = self.defs[kind]
+        widgets = dict(widgets or {})
+        values = []
+        for name, spec in widget_inputs(cls):
+            opts = spec[1] if len(spec) > 1 else {}
+            typ = "COMBO" if isinstance(spec[0], (list, tuple)) else str(spec[0])
+            if is_widget(spec):
+                value = widgets.pop(name, opts.get("default", spec[0][0] if isinstance(spec[0], (list, tuple)) and spec[0] else None))
+                values.append(value)
+                if opts.get("control_after_generate"):
+                    values.append("fixed")
+                if name in links:
+                    node["inputs"].append({"name": name, "type": typ, "widget": {"name": name}, "link": None})
+            else:
+                node["inputs"].append({"name": name, "type": typ, "link": None})
+        if widgets:
+            raise KeyError(f"{kind} has no widget(s) {sorted(widgets)}")
+        names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
+        for slot, (typ, name) in enumerate(zip(cls.RETURN_TYPES, names)):
+            node["outputs"].append({"name": str(name), "type": str(typ), "links": [], "slot_index": slot})
+        node["widgets_values"] = values
+        self.nodes.append(node)
+        for name, (src, slot) in links.items():
+            self.link(src, slot, node_id, name)
+        return node_id
+
+    def link(self, src, slot, dst, name):
+        link_id = len(self.links) + 1
+        s, d = self.nodes[src - 1], self.nodes[dst - 1]
+        d_slot = next(i for i, inp in enumerate(d["inputs"]) if inp["name"] == name)
+        d["inputs"][d_slot]["link"] = link_id
+        s["outputs"][slot]["links"].append(link_id)
+        self.links.append([link_id, src, slot, dst, d_slot, s["outputs"][slot]["type"]])
+
+    def save(self, name):
+        for n in self.nodes:
+            for o in n.get("outputs", []):
+                if not o["links"]:
+                    o["links"] = None
+        data = {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
+                "version": 0.4}
+        (OUT / name).write_text(json.dumps(data, indent=1) + "\n")
+
+
+def flux_front(g, checkpoint=False):
+    """Loaders, prompt, guidance, model sampling, adapter: returns (model, positive, negative, vae, latent)."""
+    g.add("Note", 0, {"text": CKPT_NOTE if checkpoint else FILES_NOTE}, size=(340, 260))
+    if checkpoint:
+        ckpt = g.add("CheckpointLoaderSimple", 0, {"ckpt_name": FLUX_CKPT})
+        model, clip, vae = (ckpt, 0), (ckpt, 1), (ckpt, 2)
+    else:
+        model = (g.add("UNETLoader", 0, {"unet_name": FLUX_UNET, "weight_dtype": "default"}), 0)
+        clip = (g.add("DualCLIPLoader", 0, {"clip_name1": T5, "clip_name2": CLIP_L, "type": "flux"}), 0)
+        vae = (g.add("VAELoader", 0, {"vae_name": AE}), 0)
+    text = g.add("CLIPTextEncode", 1, {"text": PROMPT}, title="Prompt", size=(360, 160), clip=clip)
+    pos = g.add("FluxGuidance", 1, {"guidance": 3.0}, conditioning=(text, 0))
+    neg = g.add("ConditioningZeroOut", 1, conditioning=(text, 0))
+    sampling = g.add("ModelSamplingFlux", 1, {"max_shift": 1.15, "base_shift": 0.5, "width": 512, "height": 512}, model=model)
+    adapter = g.add("BokehAdapterLoader", 2, {"adapter_name": ADAPTER})
+    latent = g.add("EmptySD3LatentImage", 2, {"width": 512, "height": 512, "batch_size": 1})
+    return (sampling, 0), (pos, 0), (neg, 0), vae, (adapter, 0), (latent, 0)
+
+
+def ksampler(g, column, model, pos, neg, latent):
+    return g.add("KSampler", column, {"seed": SEED, "steps": 30, "cfg": 1.0, "sampler_name": "euler",
+                                      "scheduler": "simple", "denoise": 1.0}, size=(320, 260),
+                 model=model, positive=pos, negative=neg, latent_image=latent)
+
+
+def single_image():
+    g = Graph()
+    model, pos, neg, vae, adapter, latent = flux_front(g)
+    applied = g.add("BokehApplyAdapter", 2, {"blur_level": 10.0, "bokeh_scale": 1.0, "lora_scale": 1.0}, size=(340, 160),
+                    model=model, bokeh_adapter=adapter)
+    sample = ksampler(g, 3, (applied, 0), pos, neg, latent)
+    image = g.add("VAEDecode", 3, samples=(sample, 0), vae=vae)
+    g.add("SaveImage", 4, {"filename_prefix": "bokeh/single"}, size=(420, 460), images=(image, 0))
+    g.save("bokeh_single_image.json")
+
+
+def grounded_sweep(checkpoint=False):
+    g = Graph()
+    model, pos, neg, vae, adapter, latent = flux_front(g, checkpoint)
+    applied = g.add("BokehApplyAdapter", 2, {"blur_level": 15.0, "bokeh_scale": 1.0, "lora_scale": 1.0}, size=(340, 160),
+                    model=model, bokeh_adapter=adapter)
+    pivot = g.add("BokehPivotBatch", 3, {"pivot_blur": 15.0, "targets": "0, 4, 8, 12, 18, 28", "grounding": 0.8,
+                                         "grounding_steps": 24}, size=(340, 220),
+                  model=(applied, 0), latent=latent)
+    sample = ksampler(g, 3, (pivot, 0), pos, neg, (pivot, 1))
+    image = g.add("VAEDecode", 4, samples=(sample, 0), vae=vae)
+    color = g.add("BokehColorMatch", 4, {"pivot_index": 0, "match_std": False, "drop_pivot": False}, images=(image, 0), sweep=(pivot, 2))
+    sheet = g.add("BokehContactSheet", 5, {"columns": 0}, images=(color, 0), sweep=(pivot, 2))
+    meter = g.add("BokehBlurMeter", 5, images=(color, 0), sweep=(pivot, 2))
+    g.add("PreviewAny", 5, size=(420, 220), source=(meter, 0))
+    g.add("SaveImage", 6, {"filename_prefix": "bokeh/sweep"}, size=(420, 420), images=(color, 0))
+    g.add("SaveImage", 6, {"filename_prefix": "bokeh/sheet"}, size=(420, 420), images=(sheet, 0))
+    g.save("bokeh_grounded_sweep_checkpoint.json" if checkpoint else "bokeh_grounded_sweep.json")
+
+
+def list_sweep():
+    g = Graph()
+    model, pos, neg, vae, adapter, latent = flux_front(g)
+    levels = g.add("BokehBlurLevels", 2, {"start": 0.0, "end": 28.0, "count": 6, "levels": "0, 4, 8, 12, 18, 28"}, size=(320, 180))
+    applied = g.add("BokehApplyAdapter", 3, {"blur_level": 10.0, "bokeh_scale": 1.0, "lora_scale": 1.0}, size=(340, 160),
+                    model=model, bokeh_adapter=adapter, blur_level=(levels, 0))
+    sample = ksampler(g, 3, (applied, 0), pos, neg, latent)
+    image = g.add("VAEDecode", 4, samples=(sample, 0), vae=vae)
+    g.add("SaveImage", 5, {"filename_prefix": "bokeh/list"}, size=(420, 460), images=(image, 0))
+    g.add("Note", 4, {"text": "One run per blur level (ComfyUI list semantics): the FLOAT list of Bokeh Blur Levels "
+                      "runs Apply Bokeh Adapter, KSampler and the rest once per value. Without grounding the scene "
+                      "may drift between levels; the grounded sweep workflow keeps it."}, size=(340, 140))
+    g.save("bokeh_list_sweep.json")
+
+
+def main():
+    harness.quiet_host_logging()
+    harness.load_pack()
+    OUT.mkdir(exist_ok=True)
+    single_image()
+    grounded_sweep()
+    grounded_sweep(checkpoint=True)
+    list_sweep()
+    print("wrote", ", ".join(sorted(p.name for p in OUT.glob("*.json"))))
+
+
+if __name__ == "__main__":
+    main()
