@@ -42,12 +42,12 @@ class SweepBlur:
     spearman: float  # rank correlation of K with blur
     monotonic: bool  # blur never decreases as K increases
 
-    def report(self, ks: list[float] | None) -> str:
-        lines = []
-        for i, s in enumerate(self.sharpness):
-            k = f"K {ks[i]:g}" if ks is not None else f"#{i}"
-            lines.append(f"{k:>8}  sharpness {s:7.3f}  blur rank {self.blur_rank[i]}")
-        if ks is not None:
+    def report(self, labels: list[str], has_k: bool) -> str:
+        """One line per image (labels such as 'K 12' or 'K 15 (pivot)'), then the correlations."""
+        lines = ["sharpness = log variance of the Laplacian; blur rank 0 = sharpest"]
+        for label, s, r in zip(labels, self.sharpness, self.blur_rank):
+            lines.append(f"{label:>14}  sharpness {s:7.3f}  blur rank {r}")
+        if has_k:
             lines.append(f"corr(K, blur): linear {self.pearson:.3f}, rank {self.spearman:.3f}; "
                          f"{'monotonic' if self.monotonic else 'NOT monotonic'} in K")
         return "\n".join(lines)

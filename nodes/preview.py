@@ -57,7 +57,9 @@ class BokehBlurMeter(io.ComfyNode):
     @classmethod
     def execute(cls, images, sweep=None) -> io.NodeOutput:
         images = check_images(images)
-        ks = sweep.ks_for(images.shape[0]) if sweep is not None else None
+        n = images.shape[0]
+        ks = sweep.ks_for(n) if sweep is not None else None
+        labels = sweep.labels(n) if sweep is not None else [f"#{i}" for i in range(n)]
         result = measure_sweep(images, ks)
-        report = result.report(ks)
+        report = result.report(labels, ks is not None)
         return io.NodeOutput(report, result.sharpness, ui=ui.PreviewText(report))

@@ -158,7 +158,7 @@ def test_grounded_sweep_graph(adapter_name):
     assert result.outputs["decode"][0][0].shape == (4, 64, 64, 3)
     assert result.outputs["sheet"][0][0].shape[0] == 1
     report = result.outputs["meter"][0][0]
-    assert "K 15 (pivot)" not in report and "K 15" in report and "corr(K, blur)" in report
+    assert "K 15 (pivot)" in report and "K 28" in report and "corr(K, blur)" in report
     assert result.ui["meter"]["text"]
     assert result.ui["save"]["images"]
 

@@ -1,0 +1,163 @@
+"""Headless blur sweep: runs the bundled grounded-sweep workflow in-process through ComfyUI.
+
+    python scripts/bokeh_sweep.py --prompt "a cat on a sofa" --targets "0, 8, 16, 28"
+    python scripts/bokeh_sweep.py --check          # tiny random models: proves the install
+
+Models are found through ComfyUI's model folders (models/diffusion_models, text_encoders,
+vae, bokeh_diffusion, and extra_model_paths.yaml), or given as paths. Writes the images, a
+contact sheet and the blur-meter report to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+
+import workflow_api  # noqa: E402
+from make_workflows import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, T5  # noqa: E402
+
+WORKFLOW = REPO / "workflows" / "bokeh_grounded_sweep.json"
+CKPT_WORKFLOW = REPO / "workflows" / "bokeh_grounded_sweep_checkpoint.json"
+
+WHERE_TO_GET = {
+    "diffusion_models": "FLUX.1-dev from Black Forest Labs (huggingface.co/black-forest-labs/FLUX.1-dev, flux1-dev.safetensors; gated, accept its licence)",
+    "text_encoders": "ComfyUI's FLUX text encoders (huggingface.co/comfyanonymous/flux_text_encoders: t5xxl_fp16.safetensors, clip_l.safetensors)",
+    "vae": "ae.safetensors from the FLUX.1-dev repository",
+    "checkpoints": "a single-file FLUX.1-dev checkpoint, e.g. flux1-dev-fp8.safetensors (huggingface.co/Comfy-Org/flux1-dev)",
+    "bokeh_diffusion": "the Bokeh Diffusion adapter from the authors (github.com/atfortes/BokehDiffusion: model.safetensors of the FLUX release; NTU S-Lab licence, non-commercial), renamed",
+}
+LOADERS = {  # class_type -> [(input name, model folder, argparse dest)]
+    "UNETLoader": [("unet_name", "diffusion_models", "unet")],
+    "DualCLIPLoader": [("clip_name1", "text_encoders", "t5"), ("clip_name2", "text_encoders", "clip_l")],
+    "VAELoader": [("vae_name", "vae", "vae")],
+    "CheckpointLoaderSimple": [("ckpt_name", "checkpoints", "checkpoint")],
+    "BokehAdapterLoader": [("adapter_name", "bokeh_diffusion", "adapter")],
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--prompt", default="a portrait of a woman in a sunlit garden, roses in the foreground and background, 35mm photograph")
+    p.add_argument("--pivot", type=float, default=15.0, help="pivot blur level K (0..30)")
+    p.add_argument("--targets", default="0, 4, 8, 12, 18, 28", help="target blur levels")
+    p.add_argument("--grounding-steps", type=int, default=24, help="steps grounded on the pivot (-1: 80%% of --steps)")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--seed", type=int, default=65578)
+    p.add_argument("--guidance", type=float, default=3.0, help="FLUX guidance")
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--output", default="output/bokeh_sweep", help="folder for images, contact sheet and report")
+    p.add_argument("--unet", default=FLUX_UNET, help="FLUX.1-dev diffusion model: a name in models/diffusion_models or a path")
+    p.add_argument("--t5", default=T5, help="T5-XXL text encoder: name in models/text_encoders or a path")
+    p.add_argument("--clip-l", dest="clip_l", default=CLIP_L, help="CLIP-L text encoder: name or path")
+    p.add_argument("--vae", default=AE, help="FLUX VAE: name in models/vae or a path")
+    p.add_argument("--checkpoint", default=None, help=f"use a single-file FLUX checkpoint instead (e.g. {FLUX_CKPT}): name or path")
+    p.add_argument("--adapter", default=ADAPTER, help="Bokeh adapter: name in models/bokeh_diffusion or a path")
+    p.add_argument("--check", action="store_true", help="run the same graph on tiny random models (images are noise)")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU (automatic when no GPU is usable; --check always does)")
+    return p.parse_args(argv)
+
+
+def resolve_models(prompt, args, folder_paths) -> list[str]:
+    """Point each loader at the user's file; return a line per missing file."""
+    missing = []
+    for key, node in prompt.items():
+        for name, folder, dest in LOADERS.get(node["class_type"], []):
+            given = getattr(args, dest)
+            if given is None:
+                continue
+            path = Path(given).expanduser()
+            if path.is_absolute() or os.sep in given:
+                if path.is_file():
+                    folder_paths.add_model_folder_path(folder, str(path.parent.resolve()))
+                    node["inputs"][name] = path.name
+                else:
+                    missing.append(f"  {given}: no such file ({WHERE_TO_GET[folder]})")
+                continue
+            node["inputs"][name] = given
+            if folder_paths.get_full_path(folder, given) is None:
+                where = folder_paths.get_folder_paths(folder)
+                missing.append(f"  {given}\n      goes in: {where[0] if where else 'models/' + folder}\n      get it: {WHERE_TO_GET[folder]}")
+    return missing
+
+
+def configure(prompt, args):
+    set_input = lambda kind, **values: [prompt[k]["inputs"].update(values) for k in workflow_api.find(prompt, kind)]  # noqa: E731
+    set_input("CLIPTextEncode", text=args.prompt)
+    set_input("FluxGuidance", guidance=args.guidance)
+    set_input("EmptySD3LatentImage", width=args.width, height=args.height)
+    set_input("ModelSamplingFlux", width=args.width, height=args.height)
+    set_input("KSampler", seed=args.seed, steps=args.steps)
+    set_input("BokehApplyAdapter", blur_level=args.pivot)
+    set_input("BokehPivotBatch", pivot_blur=args.pivot, targets=args.targets, grounding_steps=args.grounding_steps)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out_dir = Path(args.output).resolve()
+    import harness
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import torch
+
+    harness.boot(cpu=args.check or args.cpu or not torch.cuda.is_available())
+    # ComfyUI logs its optional nodes' import failures (audio without torchaudio) as warnings
+    # with tracebacks; they do not concern a blur sweep.
+    logging.getLogger().setLevel(logging.ERROR)
+    harness.load_pack()
+    logging.getLogger().setLevel(logging.WARNING)
+    import folder_paths
+
+    workflow = workflow_api.load(CKPT_WORKFLOW if args.checkpoint else WORKFLOW)
+    prompt = workflow_api.ui_to_api(workflow)
+    configure(prompt, args)
+    if args.check:
+        cfg = harness.TINY
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="bokeh_check_"))
+        sd = harness.random_adapter_sd(cfg["hidden_size"], range(cfg["depth"] + cfg["depth_single_blocks"]), seed=1)
+        harness.write_adapter(tmp, sd, name=ADAPTER)
+        for k in workflow_api.find(prompt, "BokehAdapterLoader"):
+            prompt[k]["inputs"]["adapter_name"] = ADAPTER
+        prompt = workflow_api.swap_for_tiny_models(prompt)
+        print("--check: running the grounded-sweep graph on TINY RANDOM models. The images are noise; "
+              "this only proves that ComfyUI, the pack and the graph work on this machine.", flush=True)
+    else:
+        missing = resolve_models(prompt, args, folder_paths)
+        if missing:
+            print("Missing model files:\n" + "\n".join(missing), file=sys.stderr)
+            print("\nPut them in the folders above (or pass paths: --unet, --t5, --clip-l, --vae, --checkpoint, "
+                  "--adapter), or try the installation with --check.", file=sys.stderr)
+            return 2
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folder_paths.set_output_directory(str(out_dir))
+    for k in workflow_api.find(prompt, "SaveImage"):
+        prefix = prompt[k]["inputs"]["filename_prefix"]
+        prompt[k]["inputs"]["filename_prefix"] = prefix.split("/")[-1]
+    os.environ.pop("TQDM_DISABLE", None)
+    start = time.time()
+    result = harness.run_prompt(prompt)
+    if not result.ok:
+        err = result.errors
+        print(f"ComfyUI stopped: {err.get('exception_type', '')}: {err.get('exception_message') or err}", file=sys.stderr)
+        return 1
+    (meter,) = workflow_api.find(prompt, "BokehBlurMeter")
+    report = result.outputs[meter][0][0]
+    (out_dir / "blur_meter.txt").write_text(report + "\n")
+    files = sorted(p.name for p in out_dir.glob("*.png"))
+    print(f"\nDone in {time.time() - start:.1f} s. Wrote to {out_dir}:\n  " + "\n  ".join(files + ["blur_meter.txt"]))
+    print("\n" + report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

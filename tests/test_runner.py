@@ -1,0 +1,32 @@
+"""The headless sweep runner (the README's main job), as a user runs it: a subprocess."""
+
+import subprocess
+import sys
+
+import harness
+
+RUNNER = harness.REPO / "scripts" / "bokeh_sweep.py"
+
+
+def run(*args, cwd):
+    return subprocess.run([sys.executable, str(RUNNER), *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def test_check_mode_writes_images_sheet_and_report(tmp_path):
+    out = tmp_path / "out"
+    proc = run("--check", "--steps", "4", "--width", "64", "--height", "64", "--targets", "0, 28",
+               "--grounding-steps", "3", "--output", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "noise" in proc.stdout  # says plainly that --check images mean nothing
+    assert len(list(out.glob("sweep_*.png"))) == 3 and len(list(out.glob("sheet_*.png"))) == 1
+    report = (out / "blur_meter.txt").read_text()
+    assert "K 15 (pivot)" in report and "corr(K, blur)" in report
+
+
+def test_missing_models_listed_without_traceback(tmp_path):
+    proc = run("--output", str(tmp_path / "out"), "--cpu", "--unet", "no_such_flux.safetensors",
+               "--adapter", str(tmp_path / "nowhere" / "adapter.safetensors"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "no_such_flux.safetensors" in proc.stderr and "goes in:" in proc.stderr
+    assert "adapter.safetensors: no such file" in proc.stderr and "atfortes/BokehDiffusion" in proc.stderr
