@@ -108,12 +108,28 @@ class BokehAdapter(nn.Module):
         return out
 
 
-def lowrank_heads(pair: LowRank, x: torch.Tensor) -> torch.Tensor:
-    """Low-rank update of a projection held per head.
+def add_lowrank(x: torch.Tensor, pair: LowRank, scale: float) -> torch.Tensor:
+    """x + scale * pair(x) for a projection held per head.
 
-    x: (B, H, L, D), the head-split view of a flat (B, L, H*D) projection.
-    Returns pair(flat x) in the same (B, H, L, D) layout.
+    x: (B, H, L, D), the head-split view of a flat (B, L, H*D) projection (spec 2.2 applies
+    the update on the flat projection). Returns the same layout.
+
+    Fast path: when x's flat view is a strided matrix and the dtypes agree, the update is
+    accumulated in place by one GEMM (``addmm_``). The host's FLUX blocks hand the norm fresh
+    views of their own qkv projection, read by nothing else (ComfyUI 0.3.75, 0.8.0), so
+    writing there saves a full read and write of q and k per block.
     """
     b, h, l, d = x.shape
+    down, up = pair.down.weight, pair.up.weight
+    scale = scale * pair.scale
+    if down.dtype == x.dtype and down.device == x.device and not x.requires_grad:
+        try:
+            flat = x.transpose(1, 2).view(b * l, h * d)
+        except RuntimeError:
+            flat = None
+        if flat is not None:
+            flat.addmm_(torch.nn.functional.linear(flat, down), up.t(), alpha=scale)
+            return x
     flat = x.transpose(1, 2).reshape(b, l, h * d)
-    return pair(flat).view(b, l, h, d).transpose(1, 2)
+    y = pair.up(pair.down(flat.to(down.dtype)))
+    return x + (scale * y).to(x.dtype).view(b, l, h, d).transpose(1, 2)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .bokeh import UNCOND_INPUT, BokehAdapter, k_to_input, lowrank_heads
+from .bokeh import UNCOND_INPUT, BokehAdapter, add_lowrank, k_to_input
 from .errors import BokehHostError, BokehInputError, BokehModelError
-from .grounded import grounded_inputs, grounding_steps, in_window
+from .grounded import gather, grounding_steps, in_window, plan_rows
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,9 @@ class BokehQKNorm(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
         # Spec section 2.2: q = q + s * to_q_adp(q), k = k + s * to_k_adp(k), on (B, L, hidden).
         if self.to_q is not None:
-            q = q + self.lora_scale * lowrank_heads(self.to_q, q)
+            q = add_lowrank(q, self.to_q, self.lora_scale)
         if self.to_k is not None:
-            k = k + self.lora_scale * lowrank_heads(self.to_k, k)
+            k = add_lowrank(k, self.to_k, self.lora_scale)
         return self.base(q, k, v)
 
 
@@ -81,7 +81,7 @@ class BokehAttention:
         self.grounding = grounding
         self.source = source
         self._bias_cache: dict = {}
-        self._window_cache: tuple = (None, False)
+        self._call: tuple = (None, None, None)  # (sigmas, cond_or_uncond, per-call state)
 
     def __deepcopy__(self, memo):
         return self
@@ -127,16 +127,25 @@ class BokehAttention:
     def _grounded_now(self, transformer_options) -> bool:
         sigmas = transformer_options.get("sigmas")
         schedule = transformer_options.get("sample_sigmas")
-        if sigmas is None or schedule is None:
+        if self.grounding is None or sigmas is None or schedule is None:
             return False
-        cached_sigmas, decision = self._window_cache
-        if cached_sigmas is sigmas:
-            return decision
         sched = [float(s) for s in schedule.flatten()]
         g = grounding_steps(len(sched) - 1, self.grounding.fraction, self.grounding.steps)
-        decision = in_window(float(sigmas.flatten()[0]), sched, g)
-        self._window_cache = (sigmas, decision)
-        return decision
+        return in_window(float(sigmas.flatten()[0]), sched, g)
+
+    def _per_call(self, to, q) -> tuple:
+        """(rows per chunk, {adapter block: bias rows}, grounded?) for this model call: worked
+        out at its first block and reused by the others (one model call = one sigmas tensor)."""
+        sigmas, cond_or_uncond = to.get("sigmas"), to.get("cond_or_uncond") or [0]
+        cached_sigmas, cached_cou, state = self._call
+        if sigmas is not None and cached_sigmas is sigmas and cached_cou is cond_or_uncond and state[3] == q.shape[0]:
+            return state
+        rows = q.shape[0] // len(cond_or_uncond)
+        biases = self._biases(self._row_inputs(cond_or_uncond, rows), q.device, q.dtype)
+        grounded = 0 in cond_or_uncond and self._grounded_now(to)
+        state = (rows, biases, grounded, q.shape[0])
+        self._call = (sigmas, cond_or_uncond, state)
+        return state
 
     # -- the override -----------------------------------------------------------------
     def __call__(self, func, q, k, v, heads, **kwargs):
@@ -153,49 +162,37 @@ class BokehAttention:
         if index is None:  # a block without adapter weights: untouched, never grounded
             return base(q, k, v, heads, **kwargs)
 
-        cond_or_uncond = to.get("cond_or_uncond") or [0]
-        chunks = len(cond_or_uncond)
-        rows = q.shape[0] // chunks
-        inputs = self._row_inputs(cond_or_uncond, rows)
-
-        if self.grounding is not None and 0 in cond_or_uncond and self._grounded_now(to):
-            out = self._grounded(base, q, k, v, heads, kwargs, cond_or_uncond, rows, index)
+        rows, biases, grounded, _ = self._per_call(to, q)
+        if grounded:
+            out = self._grounded(base, q, k, v, heads, kwargs, to.get("cond_or_uncond") or [0], rows, index)
         else:
             out = base(q, k, v, heads, **kwargs)
 
-        bias = self._biases(inputs, out.device, out.dtype).get(index)
+        bias = biases.get(index)
         if bias is not None:
-            out = out + bias.unsqueeze(1)
+            if out.dtype == bias.dtype and not out.requires_grad:
+                out.add_(bias.unsqueeze(1))  # the backend's fresh output: add in place
+            else:
+                out = out + bias.unsqueeze(1).to(out.dtype)
         return out
 
     def _grounded(self, base, q, k, v, heads, kwargs, cond_or_uncond, rows, index):
-        """Positive chunks: pivot queries, keys [K_row; K_pivot], values [V_row; V_row].
-        Negative chunks run as usual (spec section 3). Row r of the call is latent image
-        r % rows of chunk r // rows (host batch layout)."""
+        """Grounded attention for this call (spec 3): at most two backend calls, one for the
+        rows that attend normally and one for the targets with extended keys."""
         extend = self.adapter.pair(index, "to_k_adp") is not None
-        pivot = self.grounding.pivot
-        pos = [c for c, kind in enumerate(cond_or_uncond) if kind == 0]
-        mask = kwargs.get("mask")
-        if len(pos) == len(cond_or_uncond):  # the common CFG-1 case: one call for everything
-            qs, ks, vs = zip(*(grounded_inputs(*(t[c * rows : (c + 1) * rows] for t in (q, k, v)), pivot, extend) for c in pos))
-            gkw = dict(kwargs)
-            if extend and mask is not None:
-                gkw["mask"] = torch.cat((mask, mask), dim=-1)
-            return base(torch.cat(qs), torch.cat(ks), torch.cat(vs), heads, **gkw)
-        outs = []
-        for c, kind in enumerate(cond_or_uncond):
-            sl = slice(c * rows, (c + 1) * rows)
-            ckw = dict(kwargs)
-            if mask is not None and mask.shape[0] == q.shape[0]:
-                ckw["mask"] = mask[sl]
-            if kind == 0:
-                qg, kg, vg = grounded_inputs(q[sl], k[sl], v[sl], pivot, extend)
-                if extend and ckw.get("mask") is not None:
-                    ckw["mask"] = torch.cat((ckw["mask"], ckw["mask"]), dim=-1)
-                outs.append(base(qg, kg, vg, heads, **ckw))
-            else:
-                outs.append(base(q[sl], k[sl], v[sl], heads, **ckw))
-        return torch.cat(outs)
+        groups = plan_rows(cond_or_uncond, rows, self.grounding.pivot, extend)
+        out = None
+        for plan, extended in zip(groups, (False, True)):
+            if not plan:
+                continue
+            qg, kg, vg, mg, idx = gather(q, k, v, kwargs.get("mask"), plan, extended)
+            res = base(qg, kg, vg, heads, **dict(kwargs, mask=mg))
+            if len(plan) == q.shape[0] and all(r == i for i, (r, _) in enumerate(plan)):
+                return res
+            if out is None:
+                out = res.new_empty((q.shape[0],) + tuple(res.shape[1:]))
+            out[idx] = res
+        return out
 
 
 # -- applying to a ModelPatcher ---------------------------------------------------------

@@ -13,23 +13,49 @@ from __future__ import annotations
 import torch
 
 
-def grounded_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pivot: int, extend_keys: bool = True):
-    """q, k, v: (R, H, L, D), the rows of one positive chunk after RoPE; pivot: row index in it.
+def plan_rows(cond_or_uncond, rows: int, pivot: int, extend_keys: bool):
+    """Split a model call's rows into two groups of (row, query row) pairs:
+    ``normal`` (attention over the row's own L keys) and ``extended`` (keys [K_row ; K_pivot],
+    values [V_row ; V_row], 2L long).
 
-    Returns (q', k', v') with q' (R, H, L, D) the pivot's queries for every row and, when
-    ``extend_keys``, k' = [k ; k_pivot] and v' = [v ; v] of shape (R, H, 2L, D). Without a
-    key update in the block (the checkpoint has no ``to_k_adp``) the reference swaps the
-    queries only, so keys and values are returned as they are.
-    For the pivot row the result equals its ungrounded attention: duplicating every key
-    together with its own value leaves the softmax-weighted average unchanged.
+    Row r of the call is latent image r % rows of chunk r // rows; chunk c is positive when
+    cond_or_uncond[c] == 0. Positive target rows take the pivot's queries. The pivot row and
+    negative rows stay normal: for the pivot, duplicating every key with its own value leaves
+    the softmax average unchanged, so grounding it would only cost time. Without a key update
+    in the block (no ``to_k_adp``) the reference swaps the queries only: no extension.
     """
-    rows = q.shape[0]
-    q_g = q[pivot : pivot + 1].expand(rows, -1, -1, -1)
-    if not extend_keys:
-        return q_g, k, v
-    k_g = torch.cat((k, k[pivot : pivot + 1].expand(rows, -1, -1, -1)), dim=2)
-    v_g = torch.cat((v, v), dim=2)
-    return q_g, k_g, v_g
+    normal, extended = [], []
+    for c, kind in enumerate(cond_or_uncond):
+        piv = c * rows + pivot
+        for r in range(c * rows, (c + 1) * rows):
+            if kind != 0 or r == piv:
+                normal.append((r, r))
+            elif extend_keys:
+                extended.append((r, piv))
+            else:
+                normal.append((r, piv))
+    return normal, extended
+
+
+def gather(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, plan, extended: bool):
+    """The attention inputs of one group of ``plan_rows``. q, k, v: (B, H, L, D) after RoPE.
+
+    Returns (q', k', v', mask', rows) with q' (N, H, L, D) and k', v' (N, H, L or 2L, D).
+    A mask with one row per batch row is gathered (and extended) like the keys; a shared
+    mask is extended along the key axis.
+    """
+    rows = torch.tensor([r for r, _ in plan], device=q.device)
+    qrows = torch.tensor([qr for _, qr in plan], device=q.device)
+    qg = q.index_select(0, qrows)
+    kg, vg = k.index_select(0, rows), v.index_select(0, rows)
+    per_row = mask is not None and mask.ndim >= 3 and mask.shape[0] == q.shape[0]
+    mg = mask.index_select(0, rows) if per_row else mask
+    if extended:
+        kg = torch.cat((kg, k.index_select(0, qrows)), dim=2)
+        vg = torch.cat((vg, vg), dim=2)
+        if mask is not None:
+            mg = torch.cat((mg, mask.index_select(0, qrows) if per_row else mask), dim=-1)
+    return qg, kg, vg, mg, rows
 
 
 def grounding_steps(total_steps: int, fraction: float, steps: int) -> int:
