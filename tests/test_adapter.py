@@ -202,3 +202,36 @@ def test_ksampler_graph_with_adapter(pack, adapter_path):
     prompt["4"]["inputs"]["model"] = ["1", 0]
     plain = harness.run_prompt(prompt).outputs["4"][0][0]["samples"]
     assert rel_err(with_adapter, plain) > 1e-3
+
+
+def test_bias_computed_once_per_run(base_model, adapter_path):
+    import nodes
+
+    binding = harness.pack_module("attention.flux_binding")
+    patched = apply(base_model, adapter_path, 7.0)
+    adapter = binding.current_binding(patched).adapter
+    calls = []
+    original = adapter.bokeh_biases
+    adapter.bokeh_biases = lambda inputs: calls.append(1) or original(inputs)
+    try:
+        cond = harness.flux_conditioning(1)
+        nodes.common_ksampler(patched, 3, 5, 2.0, "euler", "simple", cond, harness.flux_conditioning(2),
+                              {"samples": torch.zeros(1, 16, 8, 8)})
+    finally:
+        del adapter.bokeh_biases
+    assert len(calls) == 1  # 5 steps x 2 chunks x 4 blocks, one computation
+
+
+def test_adapter_follows_model_dtype(pack, adapter_sd, adapter_path):
+    binding = harness.pack_module("attention.flux_binding")
+    model = harness.tiny_flux(seed=5, dtype=torch.bfloat16)
+    loaded = harness.pack_module("nodes.adapter").BokehAdapterLoader.execute(str(adapter_path)).result[0]
+    patched = apply(model, adapter_path, 12.0)
+    adapter = binding.current_binding(patched).adapter
+    assert {p.dtype for p in adapter.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in loaded.module.parameters()} == {torch.float32}  # the loaded file is untouched
+    x, t, ctx, y, g = inputs(1)
+    out = harness.diffusion_forward(patched, x.bfloat16(), t, ctx.bfloat16(), y.bfloat16(), g)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    ref = reference_out(harness.tiny_flux(seed=5), adapter_sd, (x, t, ctx, y, g), [12 / 30])
+    assert rel_err(out.float(), ref) < 0.1  # bf16 end to end vs float32 reference
