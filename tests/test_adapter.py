@@ -185,22 +185,12 @@ def test_alpha_from_config(pack, base_model, tmp_path):
 
 
 def test_ksampler_graph_with_adapter(pack, adapter_path):
-    prompt = {
-        "1": {"class_type": "BokehTestTinyFlux", "inputs": {"seed": 0, "preset": "tiny"}},
-        "2": {"class_type": "BokehTestConditioning", "inputs": {"seed": 1, "guidance": 3.0, "preset": "tiny"}},
-        "3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "6": {"class_type": "BokehAdapterLoader", "inputs": {"adapter_name": adapter_path.name}},
-        "7": {"class_type": "BokehApplyAdapter", "inputs": {"model": ["1", 0], "bokeh_adapter": ["6", 0], "blur_level": 15.0}},
-        "4": {"class_type": "KSampler", "inputs": {
-            "model": ["7", 0], "positive": ["2", 0], "negative": ["2", 0], "latent_image": ["3", 0],
-            "seed": 7, "steps": 3, "cfg": 2.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
-        "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": "bokeh_test"}},
-    }
+    prompt = harness.tiny_graph(adapter_path.name, blur=15.0, steps=3, cfg=2.0)
     result = harness.run_prompt(prompt)
     assert result.ok, result.errors
-    with_adapter = result.outputs["4"][0][0]["samples"]
-    prompt["4"]["inputs"]["model"] = ["1", 0]
-    plain = harness.run_prompt(prompt).outputs["4"][0][0]["samples"]
+    with_adapter = result.outputs["sample"][0][0]["samples"]
+    prompt["sample"]["inputs"]["model"] = ["model", 0]
+    plain = harness.run_prompt(prompt).outputs["sample"][0][0]["samples"]
     assert rel_err(with_adapter, plain) > 1e-3
 
 

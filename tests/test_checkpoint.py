@@ -188,17 +188,7 @@ def test_bad_blur_level(mods, tmp_path, blur):
 def test_errors_reach_the_user_through_the_executor(pack, tmp_path):
     path = save(tmp_path, "lora.safetensors", BAD_FILES["FLUX LoRA"])
     harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], [0]), name="fine.safetensors")
-    prompt = {
-        "1": {"class_type": "BokehAdapterLoader", "inputs": {"adapter_name": path.name}},
-        "2": {"class_type": "BokehTestTinyFlux", "inputs": {"seed": 0, "preset": "tiny"}},
-        "3": {"class_type": "BokehApplyAdapter", "inputs": {"model": ["2", 0], "bokeh_adapter": ["1", 0], "blur_level": 3.0}},
-        "4": {"class_type": "BokehTestConditioning", "inputs": {"seed": 1, "guidance": 3.0, "preset": "tiny"}},
-        "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "6": {"class_type": "KSampler", "inputs": {
-            "model": ["3", 0], "positive": ["4", 0], "negative": ["4", 0], "latent_image": ["5", 0],
-            "seed": 7, "steps": 1, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
-        "7": {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": "x"}},
-    }
+    prompt = harness.tiny_graph(path.name, blur=3.0, steps=1)
     result = harness.run_prompt(prompt)
     assert not result.ok
     assert result.errors["exception_type"].endswith("BokehAdapterError")

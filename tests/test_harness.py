@@ -33,18 +33,9 @@ def test_every_input_has_a_tooltip(pack):
 
 
 def test_ksampler_runs_on_tiny_flux(pack):
-    prompt = {
-        "1": {"class_type": "BokehTestTinyFlux", "inputs": {"seed": 0, "preset": "tiny"}},
-        "2": {"class_type": "BokehTestConditioning", "inputs": {"seed": 1, "guidance": 3.0, "preset": "tiny"}},
-        "3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "4": {"class_type": "KSampler", "inputs": {
-            "model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0], "latent_image": ["3", 0],
-            "seed": 7, "steps": 3, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
-        "5": {"class_type": "SaveLatent", "inputs": {"samples": ["4", 0], "filename_prefix": "bokeh_test"}},
-    }
-    result = harness.run_prompt(prompt)
+    result = harness.run_prompt(harness.tiny_graph(steps=3))
     assert result.ok, result.errors
-    samples = result.outputs["4"][0][0]["samples"]
+    samples = result.outputs["sample"][0][0]["samples"]
     assert samples.shape == (1, 16, 8, 8)
     assert samples.abs().sum() > 0
 

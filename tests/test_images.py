@@ -126,28 +126,11 @@ def adapter_name(pack, tmp_path_factory):
     return harness.write_adapter(tmp_path_factory.mktemp("graph_models"), sd, name="graph.safetensors").name
 
 
-def base_graph(adapter_name):
-    return {
-        "model": {"class_type": "BokehTestTinyFlux", "inputs": {"seed": 0, "preset": "tiny"}},
-        "cond": {"class_type": "BokehTestConditioning", "inputs": {"seed": 1, "guidance": 3.0, "preset": "tiny"}},
-        "vae": {"class_type": "BokehTestTinyVAE", "inputs": {"seed": 0}},
-        "latent": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-        "loader": {"class_type": "BokehAdapterLoader", "inputs": {"adapter_name": adapter_name}},
-        "apply": {"class_type": "BokehApplyAdapter", "inputs": {"model": ["model", 0], "bokeh_adapter": ["loader", 0], "blur_level": 15.0}},
-    }
-
-
-def ksampler(model, latent):
-    return {"class_type": "KSampler", "inputs": {
-        "model": model, "positive": ["cond", 0], "negative": ["cond", 0], "latent_image": latent,
-        "seed": 65578, "steps": 4, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}}
-
-
 def test_grounded_sweep_graph(adapter_name):
-    g = base_graph(adapter_name)
+    g = harness.tiny_graph(adapter_name)
     g["pivot"] = {"class_type": "BokehPivotBatch", "inputs": {
         "model": ["apply", 0], "latent": ["latent", 0], "pivot_blur": 15.0, "targets": "0, 8, 28", "grounding": 0.8}}
-    g["sample"] = ksampler(["pivot", 0], ["pivot", 1])
+    g["sample"] = harness.ksampler_node(["pivot", 0], ["pivot", 1])
     g["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sample", 0], "vae": ["vae", 0]}}
     g["color"] = {"class_type": "BokehColorMatch", "inputs": {"images": ["decode", 0], "sweep": ["pivot", 2]}}
     g["sheet"] = {"class_type": "BokehContactSheet", "inputs": {"images": ["color", 0], "sweep": ["pivot", 2], "columns": 0}}
@@ -164,11 +147,10 @@ def test_grounded_sweep_graph(adapter_name):
 
 
 def test_blur_level_list_runs_once_per_value(adapter_name):
-    g = base_graph(adapter_name)
+    g = harness.tiny_graph(adapter_name)
     g["levels"] = {"class_type": "BokehBlurLevels", "inputs": {"start": 0.0, "end": 30.0, "count": 3}}
     g["apply"]["inputs"]["blur_level"] = ["levels", 0]
-    g["sample"] = ksampler(["apply", 0], ["latent", 0])
-    g["save"] = {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": "bokeh_list"}}
+    g["sample"] = harness.ksampler_node(["apply", 0], ["latent", 0])
     result = harness.run_prompt(g)
     assert result.ok, result.errors
     runs = result.outputs["sample"][0]

@@ -27,6 +27,7 @@ TINY = dict(
     in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=64, hidden_size=64, mlp_ratio=2.0,
     num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[4, 14, 14], theta=10000, patch_size=2,
     qkv_bias=True, guidance_embed=True,
+    txt_ids_dims=[],  # ComfyUI 0.8.0's FluxParams wants it ([] for FLUX.1); 0.3.75 has no such field
 )
 # A mid-size config for benchmarks: FLUX.1's shape at a quarter of the width and a third of the depth.
 MID = dict(TINY, hidden_size=768, num_heads=6, depth=6, depth_single_blocks=12, axes_dim=[16, 56, 56],
@@ -335,3 +336,28 @@ def random_adapter_sd(hidden, blocks, rank=4, context=16, embed_hidden=8, seed=0
             sd[f"adapter_modules.{i}.{name}.down.weight"] = r(rank, fan) / fan**0.5
             sd[f"adapter_modules.{i}.{name}.up.weight"] = r(hidden, rank)
     return sd
+
+
+def ksampler_node(model, latent, steps=4, cfg=1.0, seed=65578):
+    return {"class_type": "KSampler", "inputs": {
+        "model": model, "positive": ["cond", 0], "negative": ["cond", 0], "latent_image": latent,
+        "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}}
+
+
+def tiny_graph(adapter_name=None, blur=15.0, steps=3, cfg=1.0):
+    """An API prompt on tiny models: model, cond, vae, latent [-> loader -> apply] -> sample -> save
+    (SaveLatent). Node ids are those names; tests add or rewire nodes."""
+    g = {
+        "model": {"class_type": "BokehTestTinyFlux", "inputs": {"seed": 0, "preset": "tiny"}},
+        "cond": {"class_type": "BokehTestConditioning", "inputs": {"seed": 1, "guidance": 3.0, "preset": "tiny"}},
+        "vae": {"class_type": "BokehTestTinyVAE", "inputs": {"seed": 0}},
+        "latent": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+    }
+    model = ["model", 0]
+    if adapter_name is not None:
+        g["loader"] = {"class_type": "BokehAdapterLoader", "inputs": {"adapter_name": adapter_name}}
+        g["apply"] = {"class_type": "BokehApplyAdapter", "inputs": {"model": model, "bokeh_adapter": ["loader", 0], "blur_level": blur}}
+        model = ["apply", 0]
+    g["sample"] = ksampler_node(model, ["latent", 0], steps=steps, cfg=cfg, seed=7)
+    g["save"] = {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": "bokeh_test"}}
+    return g
