@@ -202,3 +202,22 @@ def test_folder_lists_only_safetensors(pack, tmp_path):
     torch.save({}, tmp_path / "hidden.ckpt")
     names = folder_paths.get_filename_list("bokeh_diffusion")
     assert "listed.safetensors" in names and "hidden.ckpt" not in names
+
+
+def test_model_folder_keeps_extra_model_paths(pack, tmp_path):
+    import folder_paths
+
+    folder = harness.pack_module("weights.folder")
+    saved = folder_paths.folder_names_and_paths.get("bokeh_diffusion")
+    try:
+        # what extra_model_paths.yaml does before custom nodes load
+        folder_paths.folder_names_and_paths.pop("bokeh_diffusion", None)
+        folder_paths.add_model_folder_path("bokeh_diffusion", str(tmp_path))
+        folder.register_model_folder()
+        paths, exts = folder_paths.folder_names_and_paths["bokeh_diffusion"]
+        assert paths[0] == str(tmp_path)
+        assert any(p.endswith("models/bokeh_diffusion") or p.endswith("models\\bokeh_diffusion") for p in paths)
+        assert exts == {".safetensors"}
+    finally:
+        if saved is not None:
+            folder_paths.folder_names_and_paths["bokeh_diffusion"] = saved
