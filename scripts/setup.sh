@@ -17,7 +17,7 @@ echo "[setup] ComfyUI host: $HOST" >&2
 # ComfyUI skips its audio nodes without it).
 HOST_REQS="$(grep -Ev '^\s*(torch|torchvision|torchaudio)\s*$' "$HOST/requirements.txt")"
 KEY="$( { echo "$TORCH_REQ"; echo "$HOST_REQS"; cat "$REPO/requirements.txt" "$REPO/scripts/requirements-test.txt"; "$PY_BOOT" --version; } | sha256sum | cut -c1-16)"
-VENV="${BOKEH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/bokeh-diffusion-comfyui/venv-$KEY}"
+VENV="${BOKEH_VENV:-${XDG_CACHE_HOME:-${HOME:-$REPO}/.cache}/bokeh-diffusion-comfyui/venv-$KEY}"
 
 if [ ! -f "$VENV/.bokeh-setup-ok" ]; then
   echo "[setup] creating $VENV (torch is about 5.5 GB; this takes a few minutes once)" >&2
