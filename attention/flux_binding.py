@@ -22,7 +22,7 @@ from torch import nn
 
 from .bokeh import UNCOND_INPUT, BokehAdapter, add_lowrank, k_to_input
 from .errors import BokehHostError, BokehInputError, BokehModelError
-from .grounded import gather, grounding_steps, in_window, plan_rows
+from .grounded import gather, grounding_steps, in_window, plan_indices, plan_rows
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class BokehAttention:
         rows = q.shape[0] // len(cond_or_uncond)
         biases = self._biases(self._row_inputs(cond_or_uncond, rows), q.device, q.dtype)
         grounded = 0 in cond_or_uncond and self._grounded_now(to)
-        state = (rows, biases, grounded, q.shape[0])
+        state = (rows, biases, grounded, q.shape[0], {})  # last: grounding plans by "extend keys?"
         self._call = (sigmas, cond_or_uncond, state)
         return state
 
@@ -162,9 +162,9 @@ class BokehAttention:
         if index is None:  # a block without adapter weights: untouched, never grounded
             return base(q, k, v, heads, **kwargs)
 
-        rows, biases, grounded, _ = self._per_call(to, q)
+        rows, biases, grounded, _, plans = self._per_call(to, q)
         if grounded:
-            out = self._grounded(base, q, k, v, heads, kwargs, to.get("cond_or_uncond") or [0], rows, index)
+            out = self._grounded(base, q, k, v, heads, kwargs, to.get("cond_or_uncond") or [0], rows, index, plans)
         else:
             out = base(q, k, v, heads, **kwargs)
 
@@ -176,18 +176,22 @@ class BokehAttention:
                 out = out + bias.unsqueeze(1).to(out.dtype)
         return out
 
-    def _grounded(self, base, q, k, v, heads, kwargs, cond_or_uncond, rows, index):
+    def _grounded(self, base, q, k, v, heads, kwargs, cond_or_uncond, rows, index, plans):
         """Grounded attention for this call (spec 3): at most two backend calls, one for the
-        rows that attend normally and one for the targets with extended keys."""
+        rows that attend normally and one for the targets with extended keys. The row plan
+        and its index tensors are made once per model call, not per block."""
         extend = self.adapter.pair(index, "to_k_adp") is not None
-        groups = plan_rows(cond_or_uncond, rows, self.grounding.pivot, extend)
+        if extend not in plans:
+            groups = plan_rows(cond_or_uncond, rows, self.grounding.pivot, extend)
+            plans[extend] = [
+                (plan, extended, plan_indices(plan, q.device), all(r == i for i, (r, _) in enumerate(plan)))
+                for plan, extended in zip(groups, (False, True)) if plan
+            ]
         out = None
-        for plan, extended in zip(groups, (False, True)):
-            if not plan:
-                continue
-            qg, kg, vg, mg, idx = gather(q, k, v, kwargs.get("mask"), plan, extended)
+        for plan, extended, (idx, qidx), in_order in plans[extend]:
+            qg, kg, vg, mg = gather(q, k, v, kwargs.get("mask"), idx, qidx, extended)
             res = base(qg, kg, vg, heads, **dict(kwargs, mask=mg))
-            if len(plan) == q.shape[0] and all(r == i for i, (r, _) in enumerate(plan)):
+            if len(plan) == q.shape[0] and in_order:
                 return res
             if out is None:
                 out = res.new_empty((q.shape[0],) + tuple(res.shape[1:]))

@@ -37,15 +37,19 @@ def plan_rows(cond_or_uncond, rows: int, pivot: int, extend_keys: bool):
     return normal, extended
 
 
-def gather(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, plan, extended: bool):
-    """The attention inputs of one group of ``plan_rows``. q, k, v: (B, H, L, D) after RoPE.
+def plan_indices(plan, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, query rows) of a ``plan_rows`` group as index tensors on ``device``."""
+    return (torch.tensor([r for r, _ in plan], device=device), torch.tensor([qr for _, qr in plan], device=device))
 
-    Returns (q', k', v', mask', rows) with q' (N, H, L, D) and k', v' (N, H, L or 2L, D).
+
+def gather(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, rows: torch.Tensor, qrows: torch.Tensor, extended: bool):
+    """The attention inputs of one group of ``plan_rows`` (as ``plan_indices``).
+    q, k, v: (B, H, L, D) after RoPE.
+
+    Returns (q', k', v', mask') with q' (N, H, L, D) and k', v' (N, H, L or 2L, D).
     A mask with one row per batch row is gathered (and extended) like the keys; a shared
     mask is extended along the key axis.
     """
-    rows = torch.tensor([r for r, _ in plan], device=q.device)
-    qrows = torch.tensor([qr for _, qr in plan], device=q.device)
     qg = q.index_select(0, qrows)
     kg, vg = k.index_select(0, rows), v.index_select(0, rows)
     per_row = mask is not None and mask.ndim >= 3 and mask.shape[0] == q.shape[0]
@@ -55,7 +59,7 @@ def gather(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask, plan, extend
         vg = torch.cat((vg, vg), dim=2)
         if mask is not None:
             mg = torch.cat((mg, mask.index_select(0, qrows) if per_row else mask), dim=-1)
-    return qg, kg, vg, mg, rows
+    return qg, kg, vg, mg
 
 
 def grounding_steps(total_steps: int, fraction: float, steps: int) -> int:
