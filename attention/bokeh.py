@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from einops import rearrange
 from torch import nn
 
 # Spec section 1: the network sees K / 30; unconditional rows see the raw value -1.0.
@@ -130,6 +131,6 @@ def add_lowrank(x: torch.Tensor, pair: LowRank, scale: float) -> torch.Tensor:
         if flat is not None:
             flat.addmm_(torch.nn.functional.linear(flat, down), up.t(), alpha=scale)
             return x
-    flat = x.transpose(1, 2).reshape(b, l, h * d)
+    flat = rearrange(x, "b h l d -> b l (h d)")
     y = pair.up(pair.down(flat.to(down.dtype)))
-    return x + (scale * y).to(x.dtype).view(b, l, h, d).transpose(1, 2)
+    return x + rearrange((scale * y).to(x.dtype), "b l (h d) -> b h l d", h=h)

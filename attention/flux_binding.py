@@ -4,18 +4,23 @@ How the adapter meets the host (ComfyUI >= 0.3.76; read in 0.3.75+4967f81 and 0.
 - q/k low-rank update: an object patch replaces each adapted block's ``QKNorm``
   (``double_blocks.i.img_attn.norm``: image stream only; ``single_blocks.j.norm``: whole
   sequence). The norm receives q and k after projection and before the RMS norm and RoPE.
-- bokeh bias and grounding: ``transformer_options["optimized_attention_override"]``, called
-  with q, k, v (B, H, L, D) after norm and RoPE. ``block_type`` / ``block_index`` tell the block.
+- bokeh bias and grounding: the attention override slot
+  (``transformer_options["optimized_attention_override"]``), called with q, k, v (B, H, L, D)
+  after norm and RoPE. ``block_type`` / ``block_index`` tell the block. The slot holds one
+  callable and other nodes (SageAttention patches, other packs) overwrite it, so the binding
+  lives under its own key and a diffusion-model wrapper puts the pack's attention into the
+  slot at every model call, around whatever override is there then: the order in which the
+  nodes were applied does not matter.
 - the adapter's weights ride as an additional model (its own ModelPatcher), so ComfyUI's model
   management loads them with the model and offloads them with it.
-- nothing heavy in ``model_options``: the override object is shared, not copied, by clone().
+- nothing heavy in ``model_options``: the binding is shared, not copied, by clone().
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -27,6 +32,8 @@ from .grounded import gather, grounding_steps, in_window, plan_indices, plan_row
 log = logging.getLogger(__name__)
 
 OVERRIDE_KEY = "optimized_attention_override"
+BINDING_KEY = "bokeh_diffusion"  # transformer_options key of the BokehAttention
+WRAPPER_KEY = "bokeh_diffusion"  # key of the diffusion-model wrapper
 ADDITIONAL_MODELS_KEY = "bokeh_diffusion_adapter"
 
 
@@ -64,24 +71,31 @@ class Grounding:
     steps: int  # exact number of grounded steps; -1 = use the fraction
 
 
-class BokehAttention:
-    """The attention override: bokeh bias for every adapted block, grounding when asked.
+@dataclass
+class CallState:
+    """What one model call needs, worked out at its first adapted block and reused by the others."""
 
-    Immutable once built; ``clone()`` of the model shares it (``__deepcopy__`` returns self).
-    q, k, v arrive as (B, H, L, D); the result is (B, L, H*D).
+    rows: int  # latent images per chunk
+    biases: dict  # adapter block -> (rows of the call, hidden) scaled bias
+    grounded: bool  # this call is inside the grounding window
+    plans: dict = field(default_factory=dict)  # "extend keys?" -> grounding plan with index tensors
+
+
+class BokehAttention:
+    """The binding: which adapter, which blocks, K per row, scales, grounding. Immutable once
+    built; ``clone()`` of the model shares it (``__deepcopy__`` returns self). What changes per
+    model call lives in a CallState that dies with the call.
     """
 
-    def __init__(self, adapter: BokehAdapter, block_map, k_values, bokeh_scale, lora_scale, previous=None, grounding=None, source=""):
+    def __init__(self, adapter: BokehAdapter, block_map, k_values, bokeh_scale, lora_scale, grounding=None, source=""):
         self.adapter = adapter
         self.block_map = dict(block_map)  # ("double"|"single", host index) -> adapter block
         self.k_values = tuple(float(k) for k in k_values)  # one per latent row, or one for all
         self.bokeh_scale = float(bokeh_scale)
         self.lora_scale = float(lora_scale)
-        self.previous = previous
         self.grounding = grounding
         self.source = source
         self._bias_cache: dict = {}
-        self._call: tuple = (None, None, None)  # (sigmas, cond_or_uncond, per-call state)
 
     def __deepcopy__(self, memo):
         return self
@@ -89,7 +103,7 @@ class BokehAttention:
     def with_options(self, **changes) -> "BokehAttention":
         fields = dict(
             adapter=self.adapter, block_map=self.block_map, k_values=self.k_values, bokeh_scale=self.bokeh_scale,
-            lora_scale=self.lora_scale, previous=self.previous, grounding=self.grounding, source=self.source,
+            lora_scale=self.lora_scale, grounding=self.grounding, source=self.source,
         )
         fields.update(changes)
         return BokehAttention(**fields)
@@ -133,24 +147,16 @@ class BokehAttention:
         g = grounding_steps(len(sched) - 1, self.grounding.fraction, self.grounding.steps)
         return in_window(float(sigmas.flatten()[0]), sched, g)
 
-    def _per_call(self, to, q) -> tuple:
-        """(rows per chunk, {adapter block: bias rows}, grounded?) for this model call: worked
-        out at its first block and reused by the others (one model call = one sigmas tensor)."""
-        sigmas, cond_or_uncond = to.get("sigmas"), to.get("cond_or_uncond") or [0]
-        cached_sigmas, cached_cou, state = self._call
-        if sigmas is not None and cached_sigmas is sigmas and cached_cou is cond_or_uncond and state[3] == q.shape[0]:
-            return state
+    def call_state(self, to, q) -> CallState:
+        cond_or_uncond = to.get("cond_or_uncond") or [0]
         rows = q.shape[0] // len(cond_or_uncond)
         biases = self._biases(self._row_inputs(cond_or_uncond, rows), q.device, q.dtype)
-        grounded = 0 in cond_or_uncond and self._grounded_now(to)
-        state = (rows, biases, grounded, q.shape[0], {})  # last: grounding plans by "extend keys?"
-        self._call = (sigmas, cond_or_uncond, state)
-        return state
+        return CallState(rows, biases, 0 in cond_or_uncond and self._grounded_now(to))
 
-    # -- the override -----------------------------------------------------------------
-    def __call__(self, func, q, k, v, heads, **kwargs):
-        previous = self.previous
-        base = (lambda *a, **kw: previous(func, *a, **kw)) if previous is not None else func
+    # -- the attention ----------------------------------------------------------------
+    def attend(self, base, state_holder, q, k, v, heads, kwargs):
+        """The pack's attention for one block: ``base`` (the backend, or the override that was
+        in the slot) with grounding and the bokeh bias where this block is adapted."""
         to = kwargs.get("transformer_options") or {}
         block_type = to.get("block_type")
         if block_type is None:
@@ -162,13 +168,15 @@ class BokehAttention:
         if index is None:  # a block without adapter weights: untouched, never grounded
             return base(q, k, v, heads, **kwargs)
 
-        rows, biases, grounded, _, plans = self._per_call(to, q)
-        if grounded:
-            out = self._grounded(base, q, k, v, heads, kwargs, to.get("cond_or_uncond") or [0], rows, index, plans)
+        state = state_holder.state
+        if state is None:
+            state = state_holder.state = self.call_state(to, q)
+        if state.grounded:
+            out = self._grounded(base, q, k, v, heads, kwargs, to.get("cond_or_uncond") or [0], state, index)
         else:
             out = base(q, k, v, heads, **kwargs)
 
-        bias = biases.get(index)
+        bias = state.biases.get(index)
         if bias is not None:
             if out.dtype == bias.dtype and not out.requires_grad:
                 out.add_(bias.unsqueeze(1))  # the backend's fresh output: add in place
@@ -176,13 +184,14 @@ class BokehAttention:
                 out = out + bias.unsqueeze(1).to(out.dtype)
         return out
 
-    def _grounded(self, base, q, k, v, heads, kwargs, cond_or_uncond, rows, index, plans):
+    def _grounded(self, base, q, k, v, heads, kwargs, cond_or_uncond, state: CallState, index):
         """Grounded attention for this call (spec 3): at most two backend calls, one for the
         rows that attend normally and one for the targets with extended keys. The row plan
         and its index tensors are made once per model call, not per block."""
         extend = self.adapter.pair(index, "to_k_adp") is not None
+        plans = state.plans
         if extend not in plans:
-            groups = plan_rows(cond_or_uncond, rows, self.grounding.pivot, extend)
+            groups = plan_rows(cond_or_uncond, state.rows, self.grounding.pivot, extend)
             plans[extend] = [
                 (plan, extended, plan_indices(plan, q.device), all(r == i for i, (r, _) in enumerate(plan)))
                 for plan, extended in zip(groups, (False, True)) if plan
@@ -197,6 +206,59 @@ class BokehAttention:
                 out = res.new_empty((q.shape[0],) + tuple(res.shape[1:]))
             out[idx] = res
         return out
+
+
+class CallOverride:
+    """What sits in the attention override slot during one model call: the pack's attention
+    around ``other`` (the override that was in the slot, called as the base attention) or,
+    without one, around the backend. Holds the call's CallState."""
+
+    __slots__ = ("binding", "other", "state")
+
+    def __init__(self, binding: BokehAttention, other):
+        self.binding = binding
+        self.other = other
+        self.state: CallState | None = None
+
+    def __call__(self, func, q, k, v, heads, **kwargs):
+        other = self.other
+        base = (lambda *a, **kw: other(func, *a, **kw)) if other is not None else func
+        return self.binding.attend(base, self, q, k, v, heads, kwargs)
+
+
+_signatures: dict = {}
+
+
+def _transformer_options(executor, args, kwargs):
+    """The transformer_options argument of the wrapped diffusion model call, by name."""
+    if "transformer_options" in kwargs:
+        return kwargs["transformer_options"]
+    fn = getattr(executor.original, "__func__", executor.original)
+    params = _signatures.get(fn)
+    if params is None:
+        params = _signatures[fn] = list(inspect.signature(executor.original).parameters)
+    i = params.index("transformer_options") if "transformer_options" in params else -1
+    return args[i] if 0 <= i < len(args) else None
+
+
+def bokeh_model_call(executor, *args, **kwargs):
+    """Diffusion-model wrapper (one per model call): puts the pack's attention into the
+    override slot for this call, around the override found there, and restores the slot after."""
+    to = _transformer_options(executor, args, kwargs)
+    binding = to.get(BINDING_KEY) if isinstance(to, dict) else None
+    if binding is None:
+        return executor(*args, **kwargs)
+    had = OVERRIDE_KEY in to
+    found = to.get(OVERRIDE_KEY)
+    other = found.other if isinstance(found, CallOverride) else found
+    to[OVERRIDE_KEY] = CallOverride(binding, other)
+    try:
+        return executor(*args, **kwargs)
+    finally:
+        if had:
+            to[OVERRIDE_KEY] = found
+        else:
+            to.pop(OVERRIDE_KEY, None)
 
 
 # -- applying to a ModelPatcher ---------------------------------------------------------
@@ -228,8 +290,8 @@ def compute_dtype(model) -> torch.dtype:
 
 
 def current_binding(model) -> BokehAttention | None:
-    override = model.model_options.get("transformer_options", {}).get(OVERRIDE_KEY)
-    return override if isinstance(override, BokehAttention) else None
+    binding = model.model_options.get("transformer_options", {}).get(BINDING_KEY)
+    return binding if isinstance(binding, BokehAttention) else None
 
 
 def norm_paths(block_type: str, index: int) -> str:
@@ -238,21 +300,22 @@ def norm_paths(block_type: str, index: int) -> str:
     return f"diffusion_model.single_blocks.{index}.norm"
 
 
-_patchers: "weakref.WeakKeyDictionary[BokehAdapter, dict]" = weakref.WeakKeyDictionary()
-
-
-def _adapter_patcher(adapter: BokehAdapter, load_device, offload_device):
-    """One ModelPatcher per adapter weights and devices; model clones clone it (no weight copy)."""
+def adapter_patcher(adapter: BokehAdapter, model, owned: dict):
+    """The ModelPatcher that carries ``adapter``'s weights for ``model``'s devices. ``owned`` is
+    a dict of the loaded adapter's: the patcher lives exactly as long as the weights it carries
+    (ComfyUI frees a model's weights when its patcher goes; a patcher kept elsewhere would pin
+    them). Model clones share it: no weight copy per clone."""
     import comfy.model_patcher
 
-    per_adapter = _patchers.setdefault(adapter, {})
-    key = (str(load_device), str(offload_device))
-    if key not in per_adapter:
-        per_adapter[key] = comfy.model_patcher.ModelPatcher(adapter, load_device=load_device, offload_device=offload_device)
-    return per_adapter[key]
+    key = (id(adapter), str(model.load_device), str(model.offload_device))
+    patcher = owned.get(key)
+    if patcher is None or patcher.model is not adapter:
+        patcher = comfy.model_patcher.ModelPatcher(adapter, load_device=model.load_device, offload_device=model.offload_device)
+        owned[key] = patcher
+    return patcher
 
 
-def apply_adapter(model, adapter: BokehAdapter, block_map, k_values, bokeh_scale=1.0, lora_scale=1.0, source=""):
+def apply_adapter(model, adapter: BokehAdapter, adapter_patcher, block_map, k_values, bokeh_scale=1.0, lora_scale=1.0, source=""):
     """Return a clone of ``model`` with the adapter bound. ``model`` itself is not changed.
 
     Applying to a model that already carries a Bokeh adapter replaces it (no stacking).
@@ -261,7 +324,6 @@ def apply_adapter(model, adapter: BokehAdapter, block_map, k_values, bokeh_scale
     previous = current_binding(model)
     if previous is not None:
         log.info("Bokeh adapter: replacing the adapter already on this model (%s); adapters do not stack", previous.source or "?")
-    other_override = previous.previous if previous is not None else model.model_options.get("transformer_options", {}).get(OVERRIDE_KEY)
 
     norms = {}
     for (block_type, index), adapter_index in block_map.items():
@@ -273,8 +335,8 @@ def apply_adapter(model, adapter: BokehAdapter, block_map, k_values, bokeh_scale
         to_k = adapter.pair(adapter_index, "to_k_adp")
         norms[path] = BokehQKNorm(base, to_q, to_k, lora_scale) if (to_q or to_k) else base
 
-    binding = BokehAttention(adapter, block_map, k_values, bokeh_scale, lora_scale, previous=other_override, source=source)
-    adapter_patcher = _adapter_patcher(adapter, model.load_device, model.offload_device)
+    binding = BokehAttention(adapter, block_map, k_values, bokeh_scale, lora_scale, source=source)
+    import comfy.patcher_extension
 
     out = model.clone()
     if previous is not None:  # drop the old adapter's norm wrappers on blocks the new one leaves alone
@@ -283,7 +345,9 @@ def apply_adapter(model, adapter: BokehAdapter, block_map, k_values, bokeh_scale
                 out.add_object_patch(path, obj.base)
     for path, obj in norms.items():
         out.add_object_patch(path, obj)
-    out.model_options.setdefault("transformer_options", {})[OVERRIDE_KEY] = binding
+    out.model_options.setdefault("transformer_options", {})[BINDING_KEY] = binding
+    out.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
+    out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, bokeh_model_call)
     out.set_additional_models(ADDITIONAL_MODELS_KEY, [adapter_patcher])
     return out
 
@@ -296,7 +360,5 @@ def rebind(model, **changes):
             "This MODEL has no Bokeh adapter. Connect it through 'Apply Bokeh Adapter' first."
         )
     out = model.clone()
-    out.model_options["transformer_options"][OVERRIDE_KEY] = binding.with_options(**changes)
+    out.model_options["transformer_options"][BINDING_KEY] = binding.with_options(**changes)
     return out
-
-

@@ -87,18 +87,19 @@ def adapter_for(name: str, dtype, device):
     return module, block_map
 
 
-def with_adapter(model, name, k_values, grounding=None):
-    import torch
+_owned_patchers: dict = {}  # the benchmark's adapters live for the whole run
 
+
+def with_adapter(model, name, k_values, grounding=None):
     P = pack()
     dm = model.model.diffusion_model
     p = next(dm.parameters())
     module, block_map = adapter_for(name, p.dtype, p.device)
-    out = P.binding.apply_adapter(model, module, block_map, k_values[:1])
+    patcher = P.binding.adapter_patcher(module, model, _owned_patchers)
+    out = P.binding.apply_adapter(model, module, patcher, block_map, k_values[:1])
     if len(k_values) > 1 or grounding is not None:
         g = None if grounding is None else P.binding.Grounding(pivot=grounding[0], fraction=0.8, steps=grounding[1])
         out = P.binding.rebind(out, k_values=list(k_values), grounding=g)
-    del torch
     return out
 
 
@@ -132,7 +133,7 @@ def run_fn(model, name, rows, size, steps, device, dtype, txt_tokens):
     x, ctx, y = inputs(name, rows, size, device, dtype, txt_tokens)
     sched = flux_schedule(steps, (size // 16) ** 2).to(device)
     guidance = torch.full((rows,), 3.0, device=device, dtype=dtype)
-    base_to = dict(model.model_options.get("transformer_options", {}))
+    base_to = harness.sampling_transformer_options(model)
     dm = model.model.diffusion_model
 
     def run():

@@ -5,9 +5,9 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..attention.errors import BokehModelError
-from ..attention.flux_binding import apply_adapter, compute_dtype, flux_blocks
+from ..attention.flux_binding import adapter_patcher, apply_adapter, compute_dtype, flux_blocks
 from ..weights.checkpoint import host_block_map
-from ..weights.folder import adapter_files, load_named
+from ..weights.folder import adapter_files, load_named, unlisted_reason
 from .common import CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale
 
 
@@ -28,6 +28,13 @@ class BokehAdapterLoader(io.ComfyNode):
             ],
             outputs=[BokehAdapterType.Output(display_name="bokeh_adapter")],
         )
+
+    @classmethod
+    def validate_inputs(cls, adapter_name) -> bool | str:
+        # At queue time, so a missing adapter is named in the "prompt invalid" answer beside
+        # missing FLUX files. Only names from the folder listing are accepted (some hosts do not
+        # check V3 combo values themselves).
+        return unlisted_reason(adapter_name) or True
 
     @classmethod
     def execute(cls, adapter_name) -> io.NodeOutput:
@@ -75,9 +82,8 @@ class BokehApplyAdapter(io.ComfyNode):
                 "Use the adapter made for this model (the release fits FLUX.1-dev, hidden 3072)."
             )
         block_map = host_block_map(dims, n_double, n_single, name)
+        bokeh, lora = check_scale(bokeh_scale, "bokeh_scale"), check_scale(lora_scale, "lora_scale")
         adapter = bokeh_adapter.for_dtype(compute_dtype(model))
-        out = apply_adapter(
-            model, adapter, block_map, [k], check_scale(bokeh_scale, "bokeh_scale"),
-            check_scale(lora_scale, "lora_scale"), source=name,
-        )
+        patcher = adapter_patcher(adapter, model, bokeh_adapter.patchers)
+        out = apply_adapter(model, adapter, patcher, block_map, [k], bokeh, lora, source=name)
         return io.NodeOutput(out)

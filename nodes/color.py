@@ -5,15 +5,21 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..attention.color import match_lab
+from ..sweep.color import match_lab
 from ..attention.errors import BokehInputError
 from .common import CATEGORY, BokehSweepType
 
 
-def check_images(images, what="images") -> torch.Tensor:
+def check_images(images, what="images", min_side: int = 1) -> torch.Tensor:
+    """An IMAGE batch (B, H, W, 3+) with B >= 1, finite, each side at least ``min_side`` pixels."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0 or images.shape[-1] < 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise BokehInputError(f"The {what} input is {shape}; expected an IMAGE batch (B, H, W, 3) with at least one image.")
+    if min(images.shape[1], images.shape[2]) < min_side:
+        raise BokehInputError(
+            f"The {what} are {images.shape[2]}x{images.shape[1]} pixels; this node needs at least "
+            f"{min_side}x{min_side}."
+        )
     if not bool(torch.isfinite(images).all()):
         raise BokehInputError(f"The {what} contain NaN or infinite values; check the VAE decode upstream.")
     return images[..., :3]
@@ -52,5 +58,7 @@ class BokehColorMatch(io.ComfyNode):
             out = match_lab(images, images[pivot], match_std)
             out[pivot] = images[pivot]
         if drop_pivot:
+            if images.shape[0] == 1:
+                raise BokehInputError("drop_pivot would leave no image: the batch holds only the pivot. Turn drop_pivot off, or feed the whole sweep.")
             out = torch.cat((out[:pivot], out[pivot + 1 :]))
         return io.NodeOutput(out)

@@ -24,21 +24,47 @@ def blur_input(id: str, default: float, tooltip: str, display_name: str | None =
     )
 
 
+# Accepted blur levels. The adapter was trained on 0..30 and the reference does not clamp;
+# a modest extrapolation (a third of the range either side) is allowed with a warning, beyond
+# that the embedding's inputs are far from anything it saw and the images break down.
+K_ACCEPTED = (-10.0, 40.0)
+SCALE_ACCEPTED = (-10.0, 10.0)  # bokeh_scale / lora_scale, as their widgets
+
+
 def check_blur(value, what: str = "blur level") -> float:
-    """A finite blur level; values outside 0..30 extrapolate (the reference does not clamp)."""
+    """A blur level in the accepted range (K_ACCEPTED); outside 0..30 it extrapolates (warned)."""
     try:
         k = float(value)
-    except (TypeError, ValueError):
-        raise BokehInputError(f"The {what} must be a number from 0 to 30; got {value!r}.") from None
-    if not math.isfinite(k):
-        raise BokehInputError(f"The {what} is {k}; expected a finite number from 0 (sharp) to 30 (strongest blur).")
+    except (TypeError, ValueError, OverflowError):
+        raise BokehInputError(f"The {what} must be a number from 0 to 30; got a {type(value).__name__}.") from None
+    low, high = K_ACCEPTED
+    if not math.isfinite(k) or not low <= k <= high:
+        raise BokehInputError(
+            f"The {what} is {k:g}; expected 0 (sharp) to 30 (strongest blur), the trained range. Values from "
+            f"{low:g} to {high:g} are accepted as an extrapolation; anything beyond produces broken images."
+        )
     if not 0.0 <= k <= K_RANGE:
         log.warning("Bokeh: %s %g is outside 0..30 and extrapolates beyond the trained range", what, k)
     return k
 
 
 def check_scale(value, what: str) -> float:
-    k = float(value)
-    if not math.isfinite(k):
-        raise BokehInputError(f"{what} is {k}; expected a finite number (1.0 is the reference).")
-    return k
+    try:
+        s = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BokehInputError(f"{what} must be a number (1.0 is the reference); got a {type(value).__name__}.") from None
+    low, high = SCALE_ACCEPTED
+    if not math.isfinite(s) or not low <= s <= high:
+        raise BokehInputError(f"{what} is {s:g}; expected a number from {low:g} to {high:g} (1.0 is the reference).")
+    return s
+
+
+def check_fraction(value, what: str) -> float:
+    """A share from 0 to 1 (e.g. the grounded share of the steps)."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BokehInputError(f"{what} must be a number from 0 to 1; got a {type(value).__name__}.") from None
+    if not math.isfinite(f) or not 0.0 <= f <= 1.0:
+        raise BokehInputError(f"{what} is {f:g}; expected a share from 0 (none) to 1 (every step).")
+    return f

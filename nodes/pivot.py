@@ -7,13 +7,32 @@ from comfy_api.latest import io
 
 from ..attention.errors import BokehInputError, BokehModelError
 from ..attention.flux_binding import Grounding, current_binding, rebind
-from ..attention.sweep import MAX_TARGETS, Sweep, parse_levels
-from .common import CATEGORY, BokehSweepType, blur_input, check_blur
+from ..sweep.levels import MAX_TARGETS, Sweep, parse_levels
+from .common import CATEGORY, BokehSweepType, blur_input, check_blur, check_fraction
 
 
 def _one(value):
     """is_input_list hands every input over as a list; widgets and single links carry one item."""
     return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def _steps(value) -> int:
+    try:
+        steps = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BokehInputError(f"grounding_steps must be a whole number; got a {type(value).__name__}.") from None
+    if steps < -1:
+        raise BokehInputError(f"grounding_steps is {steps}; expected -1 (use the 'grounding' share) or a number of steps from 0 up.")
+    return steps
+
+
+def _one_mask(mask):
+    """The noise mask of the one input image, shared by every row: (H, W) as it is, or the first
+    of (B, H, W) / (B, 1, H, W)."""
+    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3, 4) or mask.numel() == 0:
+        found = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise BokehInputError(f"The latent's noise mask is {found}; expected a mask (H, W), (B, H, W) or (B, 1, H, W).")
+    return mask if mask.ndim == 2 or mask.shape[0] == 1 else mask[:1]
 
 
 class BokehPivotBatch(io.ComfyNode):
@@ -53,8 +72,8 @@ class BokehPivotBatch(io.ComfyNode):
         if isinstance(model, list) or isinstance(latent, list):
             raise BokehInputError("Bokeh Pivot Batch takes one MODEL and one LATENT, not lists; only 'target_levels' may be a list.")
         pivot = check_blur(_one(pivot_blur), "pivot blur")
-        fraction = float(_one(grounding))
-        steps = int(_one(grounding_steps)) if grounding_steps is not None else -1
+        fraction = check_fraction(_one(grounding), "grounding")
+        steps = _steps(_one(grounding_steps)) if grounding_steps is not None else -1
         if target_levels is not None:
             levels = [check_blur(v, "target blur level") for v in (target_levels if isinstance(target_levels, list) else [target_levels])]
         else:
@@ -66,7 +85,13 @@ class BokehPivotBatch(io.ComfyNode):
         if current_binding(model) is None:
             raise BokehModelError("This MODEL has no Bokeh adapter. Put 'Apply Bokeh Adapter' before 'Bokeh Pivot Batch'.")
 
-        samples = latent["samples"]
+        samples = latent.get("samples") if isinstance(latent, dict) else None
+        if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
+            found = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+            raise BokehInputError(
+                f"The latent is {found}; Bokeh Pivot Batch needs one FLUX image latent (1, 16, height/8, width/8), "
+                "e.g. from EmptySD3LatentImage or VAE Encode."
+            )
         if samples.shape[0] != 1:
             raise BokehInputError(
                 f"The latent holds {samples.shape[0]} images; Bokeh Pivot Batch needs exactly one (batch_size 1) "
@@ -79,8 +104,8 @@ class BokehPivotBatch(io.ComfyNode):
         index = (latent.get("batch_index") or [0])[0]
         out["batch_index"] = [index] * rows
         mask = latent.get("noise_mask")
-        if isinstance(mask, torch.Tensor):
-            out["noise_mask"] = mask if mask.shape[0] == 1 else mask[:1]
+        if mask is not None:
+            out["noise_mask"] = _one_mask(mask)
         ks = (pivot, *levels)
         patched = rebind(model, k_values=ks, grounding=Grounding(pivot=0, fraction=fraction, steps=steps))
         return io.NodeOutput(patched, out, Sweep(k_values=ks, pivot_row=0))

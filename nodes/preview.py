@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from ..attention.blur_meter import measure_sweep
-from ..attention.preview import contact_sheet
+from ..sweep.blur_meter import measure_sweep
+from ..sweep.contact_sheet import contact_sheet
 from .color import check_images
 from .common import CATEGORY, BokehSweepType
 
@@ -56,7 +56,7 @@ class BokehBlurMeter(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, sweep=None) -> io.NodeOutput:
-        images = check_images(images)
+        images = check_images(images, min_side=3)  # the Laplacian is 3x3
         n = images.shape[0]
         ks = sweep.ks_for(n) if sweep is not None else None
         labels = sweep.labels(n) if sweep is not None else [f"#{i}" for i in range(n)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..attention.sweep import format_levels, linspace_levels, parse_levels
+from ..sweep.levels import format_levels, linspace_levels, parse_levels
 from .common import CATEGORY, check_blur
 
 

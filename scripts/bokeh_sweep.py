@@ -20,19 +20,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
+import inprocess  # noqa: E402
 import workflow_api  # noqa: E402
-from make_workflows import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, T5  # noqa: E402
+from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, T5, WHERE_TO_GET  # noqa: E402
 
 WORKFLOW = REPO / "workflows" / "bokeh_grounded_sweep.json"
 CKPT_WORKFLOW = REPO / "workflows" / "bokeh_grounded_sweep_checkpoint.json"
 
-WHERE_TO_GET = {
-    "diffusion_models": "FLUX.1-dev from Black Forest Labs (huggingface.co/black-forest-labs/FLUX.1-dev, flux1-dev.safetensors; gated, accept its licence)",
-    "text_encoders": "ComfyUI's FLUX text encoders (huggingface.co/comfyanonymous/flux_text_encoders: t5xxl_fp16.safetensors, clip_l.safetensors)",
-    "vae": "ae.safetensors from the FLUX.1-dev repository",
-    "checkpoints": "a single-file FLUX.1-dev checkpoint, e.g. flux1-dev-fp8.safetensors (huggingface.co/Comfy-Org/flux1-dev)",
-    "bokeh_diffusion": "the Bokeh Diffusion adapter from the authors (github.com/atfortes/BokehDiffusion: model.safetensors of the FLUX release; NTU S-Lab licence, non-commercial), renamed",
-}
 LOADERS = {  # class_type -> [(input name, model folder, argparse dest)]
     "UNETLoader": [("unet_name", "diffusion_models", "unet")],
     "DualCLIPLoader": [("clip_name1", "text_encoders", "t5"), ("clip_name2", "text_encoders", "clip_l")],
@@ -102,16 +96,14 @@ def configure(prompt, args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     out_dir = Path(args.output).resolve()
-    import harness
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
-    harness.boot(cpu=args.check or args.cpu or not torch.cuda.is_available())
+    inprocess.boot(cpu=args.check or args.cpu or not torch.cuda.is_available())
     # ComfyUI logs its optional nodes' import failures (audio without torchaudio) as warnings
     # with tracebacks; they do not concern a blur sweep.
     logging.getLogger().setLevel(logging.ERROR)
-    harness.load_pack()
+    inprocess.load_pack()
     logging.getLogger().setLevel(logging.WARNING)
     import folder_paths
 
@@ -119,12 +111,16 @@ def main(argv=None) -> int:
     prompt = workflow_api.ui_to_api(workflow)
     configure(prompt, args)
     if args.check:
-        cfg = harness.TINY
         import tempfile
 
+        import tiny_models
+        import tiny_nodes
+
+        tiny_nodes.register_test_nodes()
+        cfg = tiny_models.TINY
         tmp = Path(tempfile.mkdtemp(prefix="bokeh_check_"))
-        sd = harness.random_adapter_sd(cfg["hidden_size"], range(cfg["depth"] + cfg["depth_single_blocks"]), seed=1)
-        harness.write_adapter(tmp, sd, name=ADAPTER)
+        sd = tiny_models.random_adapter_sd(cfg["hidden_size"], range(cfg["depth"] + cfg["depth_single_blocks"]), seed=1)
+        tiny_models.write_adapter(tmp, sd, name=ADAPTER)
         for k in workflow_api.find(prompt, "BokehAdapterLoader"):
             prompt[k]["inputs"]["adapter_name"] = ADAPTER
         prompt = workflow_api.swap_for_tiny_models(prompt)
@@ -145,7 +141,7 @@ def main(argv=None) -> int:
         prompt[k]["inputs"]["filename_prefix"] = prefix.split("/")[-1]
     os.environ.pop("TQDM_DISABLE", None)
     start = time.time()
-    result = harness.run_prompt(prompt)
+    result = inprocess.run_prompt(prompt)
     if not result.ok:
         err = result.errors
         print(f"ComfyUI stopped: {err.get('exception_type', '')}: {err.get('exception_message') or err}", file=sys.stderr)

@@ -25,7 +25,7 @@ def inputs(batch, seed=3, tokens=8):
 
 def apply(model, adapter_path, blur, bokeh_scale=1.0, lora_scale=1.0):
     nodes_mod = harness.pack_module("nodes.adapter")
-    loaded = nodes_mod.BokehAdapterLoader.execute(str(adapter_path)).result[0]
+    loaded = nodes_mod.BokehAdapterLoader.execute(adapter_path.name).result[0]
     return nodes_mod.BokehApplyAdapter.execute(model, loaded, blur, bokeh_scale, lora_scale).result[0]
 
 
@@ -177,7 +177,7 @@ def test_partial_blocks_and_no_qk(pack, base_model, tmp_path):
 
 def test_alpha_from_config(pack, base_model, tmp_path):
     asd = reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), rank=4, seed=8)
-    path = harness.write_adapter(tmp_path, asd, name="model.safetensors", config={"lora_alpha": 2, "lora_rank": 4})
+    path = harness.write_adapter(tmp_path, asd, name="alpha_config.safetensors", config={"lora_alpha": 2, "lora_rank": 4})
     patched = apply(base_model, path, 9.0)
     args = inputs(1)
     ref = reference_out(base_model, asd, args, [9 / 30], alpha=2)
@@ -215,7 +215,7 @@ def test_bias_computed_once_per_run(base_model, adapter_path):
 def test_adapter_follows_model_dtype(pack, adapter_sd, adapter_path):
     binding = harness.pack_module("attention.flux_binding")
     model = harness.tiny_flux(seed=5, dtype=torch.bfloat16)
-    loaded = harness.pack_module("nodes.adapter").BokehAdapterLoader.execute(str(adapter_path)).result[0]
+    loaded = harness.pack_module("nodes.adapter").BokehAdapterLoader.execute(adapter_path.name).result[0]
     patched = apply(model, adapter_path, 12.0)
     adapter = binding.current_binding(patched).adapter
     assert {p.dtype for p in adapter.parameters()} == {torch.bfloat16}

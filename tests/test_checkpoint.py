@@ -78,7 +78,7 @@ def test_unknown_keys_reported(mods, tmp_path, caplog):
 
 def test_config_disagreement_is_logged(mods, tmp_path, caplog):
     sd = reference.random_adapter_sd(CFG["hidden_size"], [0], rank=4)
-    path = harness.write_adapter(tmp_path, sd, name="model.safetensors", config={"lora_rank": 128, "attn_hidden_dim": 3072})
+    path = harness.write_adapter(tmp_path, sd, name="config_disagrees.safetensors", config={"lora_rank": 128, "attn_hidden_dim": 3072})
     with caplog.at_level("WARNING"):
         loaded = mods.ckpt.load_adapter(path)
     assert loaded.dims.rank == 4 and "lora_rank" in caplog.text
@@ -152,7 +152,7 @@ def test_inconsistent_shapes_refused(mods, tmp_path):
 
 
 def apply_expecting(mods, model, path, blur, error):
-    loaded = mods.nodes.BokehAdapterLoader.execute(str(path)).result[0]
+    loaded = mods.nodes.BokehAdapterLoader.execute(path.name).result[0]
     before = (dict(model.object_patches), dict(model.model_options["transformer_options"]), dict(model.additional_models))
     with pytest.raises(error) as e:
         mods.nodes.BokehApplyAdapter.execute(model, loaded, blur)
@@ -174,14 +174,14 @@ def test_block_count_mismatch(mods, tmp_path):
 
 
 def test_non_flux_model(mods, tmp_path):
-    path = harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], [0]), name="ok.safetensors")
+    path = harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], [0]), name=f"ok_{tmp_path.name}.safetensors")
     msg = apply_expecting(mods, harness.tiny_sd15(), path, 5.0, mods.errors.BokehModelError)
     assert "FLUX" in msg and "UNetModel" in msg
 
 
 @pytest.mark.parametrize("blur", [float("nan"), float("inf"), "abc"])
 def test_bad_blur_level(mods, tmp_path, blur):
-    path = harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], [0]), name="ok.safetensors")
+    path = harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], [0]), name=f"ok_{tmp_path.name}.safetensors")
     apply_expecting(mods, harness.tiny_flux(1), path, blur, mods.errors.BokehInputError)
 
 

@@ -17,8 +17,8 @@ def mods(pack):
         color = harness.pack_module("nodes.color")
         preview = harness.pack_module("nodes.preview")
         sweep_node = harness.pack_module("nodes.sweep")
-        sweep = harness.pack_module("attention.sweep")
-        colormath = harness.pack_module("attention.color")
+        sweep = harness.pack_module("sweep.levels")
+        colormath = harness.pack_module("sweep.color")
         errors = harness.pack_module("attention.errors")
     return M
 

@@ -14,18 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
+import inprocess  # noqa: E402
+from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, T5  # noqa: E402
 from workflow_api import is_widget, widget_inputs  # noqa: E402
 
-OUT = harness.REPO / "workflows"
-
-# File names the README tells users to use (models table).
-FLUX_UNET = "flux1-dev.safetensors"
-T5 = "t5xxl_fp16.safetensors"
-CLIP_L = "clip_l.safetensors"
-AE = "ae.safetensors"
-FLUX_CKPT = "flux1-dev-fp8.safetensors"
-ADAPTER = "bokeh_diffusion_flux.safetensors"
+OUT = inprocess.REPO / "workflows"
 PROMPT = "a portrait of a woman in a sunlit garden, roses in the foreground and background, 35mm photograph"
 SEED = 65578
 
@@ -181,8 +174,8 @@ def list_sweep():
 
 
 def main():
-    harness.quiet_host_logging()
-    harness.load_pack()
+    inprocess.quiet_host_logging()
+    inprocess.load_pack()
     OUT.mkdir(exist_ok=True)
     single_image()
     grounded_sweep()

@@ -4,7 +4,7 @@ host's own nodes or ours."""
 
 from __future__ import annotations
 
-import harness
+import tiny_models
 
 
 class BokehTestTinyFlux:
@@ -21,8 +21,8 @@ class BokehTestTinyFlux:
     def build(self, seed, preset):
         key = (seed, preset)
         if key not in self._cache:
-            overrides = {} if preset == "tiny" else harness.MID
-            self._cache[key] = harness.tiny_flux(seed, **overrides)
+            overrides = {} if preset == "tiny" else tiny_models.MID
+            self._cache[key] = tiny_models.tiny_flux(seed, **overrides)
         return (self._cache[key],)
 
 
@@ -38,8 +38,8 @@ class BokehTestConditioning:
                              "preset": (["tiny", "mid"],)}}
 
     def build(self, seed, guidance, preset):
-        cfg = harness.TINY if preset == "tiny" else harness.MID
-        return (harness.flux_conditioning(seed, context_dim=cfg["context_in_dim"], vec_dim=cfg["vec_in_dim"], guidance=guidance),)
+        cfg = tiny_models.TINY if preset == "tiny" else tiny_models.MID
+        return (tiny_models.flux_conditioning(seed, context_dim=cfg["context_in_dim"], vec_dim=cfg["vec_in_dim"], guidance=guidance),)
 
 
 class BokehTestTinyVAE:
@@ -54,7 +54,7 @@ class BokehTestTinyVAE:
 
     def build(self, seed):
         if seed not in self._cache:
-            self._cache[seed] = harness.tiny_vae(seed)
+            self._cache[seed] = tiny_models.tiny_vae(seed)
         return (self._cache[seed],)
 
 
@@ -80,3 +80,31 @@ def register_test_nodes():
     import nodes
 
     nodes.NODE_CLASS_MAPPINGS.update(TEST_NODES)
+
+
+class BokehTestAttentionOverride:
+    """Stands in for SageAttention-style nodes: puts its own function into the attention override
+    slot, overwriting whatever is there. 'pass' calls the backend as it is; 'scale' changes the
+    result (x 0.9). Counts its calls."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "patch"
+    calls = 0
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "mode": (["pass", "scale"],)}}
+
+    def patch(self, model, mode):
+        def override(func, *args, **kwargs):
+            BokehTestAttentionOverride.calls += 1
+            out = func(*args, **kwargs)
+            return out if mode == "pass" else out * 0.9
+
+        out = model.clone()
+        out.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = override
+        return (out,)
+
+
+TEST_NODES["BokehTestAttentionOverride"] = BokehTestAttentionOverride

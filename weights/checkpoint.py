@@ -1,20 +1,26 @@
 """The Bokeh adapter checkpoint format: read, identify, validate, infer dims (spec section 6).
 
 Formats are told apart by keys and shapes, never by file names. Every key of a file is
-consumed or reported. Only safetensors files are read; pickles are refused unopened.
+consumed or reported. Only safetensors files are read, by the small reader below, from one
+open file (what was checked is what is loaded); pickles are refused unopened. Error texts
+name the file by the name it was given (its model-folder name) and never echo the file's
+bytes or numbers derived from them: they may travel to a remote API client.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
+import os
 import re
+import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from ..attention.bokeh import PAIR_NAMES, AdapterDims, BokehAdapter
 from ..attention.errors import BokehAdapterError, BokehModelError
@@ -32,19 +38,47 @@ EMBED_KEYS = (
     "embedding_layer.2.weight",
     "embedding_layer.2.bias",
 )
-PAIR_KEY = re.compile(r"^adapter_modules\.(\d+)\.(" + "|".join(PAIR_NAMES) + r")\.(down|up)\.weight$")
-_SAFETENSORS_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL", "F8_E4M3", "F8_E5M2"}
+# Block numbers as the reference writes them (no leading zeros: "01" would not load into block 1).
+PAIR_KEY = re.compile(r"^adapter_modules\.(0|[1-9][0-9]{0,5})\.(" + "|".join(PAIR_NAMES) + r")\.(down|up)\.weight$")
+# safetensors dtype -> (torch dtype, bytes per element). Only floating-point weights make an adapter.
+DTYPES = {
+    "F64": (torch.float64, 8), "F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),
+    "F8_E4M3": (torch.float8_e4m3fn, 1), "F8_E5M2": (torch.float8_e5m2, 1),
+}
+NON_FLOAT_DTYPES = {"I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"}
+MAX_HEADER = 16 * 2**20  # the release's header is about 50 KB
+# A trained low-rank adapter's weights are of order 1; weights this large overflow half-precision
+# attention and turn the latents into NaN.
+MAX_ABS_WEIGHT = 1e4
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tensor of a safetensors header: dtype name, shape, byte range in the data section."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
 
 
 @dataclass
 class LoadedAdapter:
-    """A parsed adapter file: its weights (on CPU, file dtype) and what was learned about it."""
+    """A parsed adapter file: its weights (on CPU, file dtype) and what was learned about it.
+
+    It also owns the ModelPatchers that carry its weights into model management (one per
+    compute dtype and devices, made by attention.flux_binding), so the weights and their
+    patchers live and die together: when no graph output and no model clone holds this
+    object or one of its patchers any more, everything is freed.
+    """
 
     module: BokehAdapter
     dims: AdapterDims
-    source: str
+    source: str  # the name the file was loaded by (its model-folder name)
     config: dict = field(default_factory=dict)
     unused_keys: list[str] = field(default_factory=list)
+    identity: tuple = ()
+    patchers: dict = field(default_factory=dict, repr=False)
     _cast: dict = field(default_factory=dict, repr=False)
 
     def for_dtype(self, dtype: torch.dtype) -> BokehAdapter:
@@ -62,59 +96,124 @@ class LoadedAdapter:
         d = self.dims
         qk = "with" if d.has_qk else "without"
         return (
-            f"{Path(self.source).name}: {len(d.blocks)} adapted blocks, rank {d.rank}, hidden {d.hidden}, "
+            f"{self.source}: {len(d.blocks)} adapted blocks, rank {d.rank}, hidden {d.hidden}, "
             f"bokeh context {d.context}, {qk} query/key updates"
         )
 
 
-def read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...], tuple[int, int]]]:
-    """Parse a safetensors header without reading tensor data: {key: (dtype, shape, offsets)}."""
-    path = Path(path)
-    if not path.is_file():
-        raise BokehAdapterError(f"Bokeh adapter file not found: {path}. {DOWNLOAD_HINT}")
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise BokehAdapterError(
-            f"{path.name} is a pickled PyTorch checkpoint ({path.suffix}); this pack never executes pickles. "
-            f"Expected a .safetensors file. {DOWNLOAD_HINT}"
-        )
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+def key_label(key: str) -> str:
+    """A key for an error text: the adapter's own keys by name, anything else unnamed (file bytes
+    never travel in an error)."""
+    return key if key in EMBED_KEYS or PAIR_KEY.match(key) else "a key that is not an adapter key"
+
+
+def open_regular(path, name: str):
+    """Open ``path`` for reading if it is a regular file (symlinks followed); a FIFO, device or
+    directory is refused without blocking. Returns (file, os.stat_result of the open file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise BokehAdapterError(f"Bokeh adapter file {name} not found. {DOWNLOAD_HINT}") from None
+    except OSError as e:
+        raise BokehAdapterError(f"Bokeh adapter file {name} cannot be opened ({e.strerror}). Check its permissions.") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise BokehAdapterError(f"{name} is not a regular file (a device, pipe or folder); expected a .safetensors file.")
+    return os.fdopen(fd, "rb"), st
+
+
+def _looks_pickled(head: bytes) -> bool:
+    return head[:2] == b"PK" or head[:1] == b"\x80"
+
+
+def read_header_from(f, size: int, name: str) -> tuple[dict[str, Entry], bytes]:
+    """Parse and check the safetensors header of an open file of ``size`` bytes, without reading
+    tensor data. Returns ({key: Entry}, the raw header bytes)."""
+    head = f.read(8)
+    n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+    plausible = len(head) == 8 and 2 <= n <= min(size - 8, MAX_HEADER)
+    first = f.read(1) if plausible else b""
+    if not (plausible and first == b"{"):
+        # A safetensors file starts with its header length and then "{"; only where that is
+        # not the case can a pickle's or zip's magic bytes be told apart from a length.
+        if _looks_pickled(head):
             raise BokehAdapterError(
-                f"{path.name} holds a pickled PyTorch checkpoint under another name; this pack never executes "
+                f"{name} holds a pickled PyTorch checkpoint under another name; this pack never executes "
                 f"pickles. Expected a .safetensors file. {DOWNLOAD_HINT}"
             )
-        if len(head) < 8:
-            raise BokehAdapterError(f"{path.name} is empty or truncated ({size} bytes); expected a safetensors file. {DOWNLOAD_HINT}")
-        (n,) = struct.unpack("<Q", head)
-        if n == 0 or n > min(size - 8, 100 * 2**20):
-            raise BokehAdapterError(
-                f"{path.name} is not a safetensors file (header length {n} for a {size}-byte file). {DOWNLOAD_HINT}"
-            )
-        try:
-            raw = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BokehAdapterError(f"{path.name} has an unreadable safetensors header ({e}). {DOWNLOAD_HINT}") from None
-    out = {}
-    data_end = 0
+        if size < 10:
+            raise BokehAdapterError(f"{name} is empty or truncated: too short to be a safetensors file. {DOWNLOAD_HINT}")
+        raise BokehAdapterError(f"{name} is not a safetensors file (its first bytes are not a safetensors header). {DOWNLOAD_HINT}")
+    raw_header = first + f.read(n - 1)
+    if len(raw_header) != n:
+        raise BokehAdapterError(f"{name} changed while it was read (the header is shorter than announced). Try again.")
+    try:
+        raw = json.loads(raw_header)
+    except (ValueError, RecursionError):
+        raise BokehAdapterError(f"{name} has an unreadable safetensors header (not valid JSON). {DOWNLOAD_HINT}") from None
+    if not isinstance(raw, dict):
+        raise BokehAdapterError(f"{name} has a malformed safetensors header (not a table of tensors). {DOWNLOAD_HINT}")
+    data_size = size - 8 - n
+    entries = {}
     for key, info in raw.items():
         if key == "__metadata__":
             continue
-        try:
-            dtype, shape, offsets = info["dtype"], tuple(int(s) for s in info["shape"]), tuple(info["data_offsets"])
-        except (TypeError, KeyError, ValueError):
-            raise BokehAdapterError(f"{path.name}: malformed safetensors header entry {key!r}. {DOWNLOAD_HINT}") from None
-        if dtype not in _SAFETENSORS_DTYPES:
-            raise BokehAdapterError(f"{path.name}: tensor {key!r} has unsupported dtype {dtype}.")
-        out[key] = (dtype, shape, offsets)
-        data_end = max(data_end, offsets[1])
-    if 8 + n + data_end > size:
+        entries[key] = _entry(info, key, name)
+    spans = sorted((e.begin, e.end) for e in entries.values())
+    for (_, end_a), (begin_b, _) in zip(spans, spans[1:]):
+        if begin_b < end_a:
+            raise BokehAdapterError(f"{name} is damaged: two tensors share bytes in its safetensors header. {DOWNLOAD_HINT}")
+    data_end = spans[-1][1] if spans else 0
+    if data_end > data_size:
         raise BokehAdapterError(
-            f"{path.name} is truncated: its header describes {8 + n + data_end} bytes, the file has {size}. "
+            f"{name} is truncated: its header describes more data than the file holds. "
             f"The download was probably interrupted; download it again. {DOWNLOAD_HINT}"
         )
-    return out
+    return entries, raw_header
+
+
+def _entry(info, key: str, name: str) -> Entry:
+    bad = BokehAdapterError(f"{name}: malformed safetensors header entry ({key_label(key)}). {DOWNLOAD_HINT}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if not isinstance(info, dict):
+        raise bad
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or not isinstance(shape, list) or not isinstance(offsets, list):
+        raise bad
+    if len(offsets) != 2 or not all(is_int(o) for o in offsets) or offsets[0] > offsets[1]:
+        raise bad
+    if len(shape) > 8 or not all(is_int(s) and s < 2**40 for s in shape):
+        raise bad
+    if dtype in NON_FLOAT_DTYPES:
+        raise BokehAdapterError(f"{name}: tensor {key_label(key)} holds {dtype} values; expected floating-point weights.")
+    if dtype not in DTYPES:
+        raise BokehAdapterError(f"{name}: tensor {key_label(key)} has a dtype that safetensors does not define. {DOWNLOAD_HINT}")
+    if math.prod(shape) * DTYPES[dtype][1] != offsets[1] - offsets[0]:
+        raise BokehAdapterError(f"{name}: tensor {key_label(key)} has a byte range that does not fit its shape; the file is damaged. {DOWNLOAD_HINT}")
+    return Entry(dtype, tuple(shape), offsets[0], offsets[1])
+
+
+def read_header(path, name: str | None = None) -> dict[str, tuple[str, tuple[int, ...], tuple[int, int]]]:
+    """The safetensors header of ``path`` without its tensor data: {key: (dtype, shape, offsets)}."""
+    path = Path(path)
+    name = name or path.name
+    _refuse_pickle_suffix(path, name)
+    f, st = open_regular(path, name)
+    with f:
+        entries, _ = read_header_from(f, st.st_size, name)
+    return {k: (e.dtype, e.shape, (e.begin, e.end)) for k, e in entries.items()}
+
+
+def _refuse_pickle_suffix(path: Path, name: str) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise BokehAdapterError(
+            f"{name} is a pickled PyTorch checkpoint ({path.suffix}); this pack never executes pickles. "
+            f"Expected a .safetensors file. {DOWNLOAD_HINT}"
+        )
 
 
 def identify_other(keys: list[str]) -> str | None:
@@ -207,6 +306,10 @@ def infer_dims(shapes: dict[str, tuple[int, ...]], name: str = "adapter", alpha:
                 )
             present.append(pname)
         blocks[index] = tuple(present)
+    empty = [what for what, size in (("rank", rank), ("bokeh context", context), ("embedding width", embed_hidden),
+                                      ("hidden size", hidden)) if size == 0]
+    if empty:
+        raise BokehAdapterError(f"{name} has {' and '.join(empty)} 0: such an adapter changes nothing. The file is damaged. {DOWNLOAD_HINT}")
     dims = AdapterDims(
         hidden=hidden, context=context, embed_hidden=embed_hidden, embed_input=embed_input,
         rank=rank, blocks=blocks, alpha=alpha,
@@ -214,14 +317,20 @@ def infer_dims(shapes: dict[str, tuple[int, ...]], name: str = "adapter", alpha:
     return dims, unused
 
 
-def _read_config(path: Path) -> dict:
+def _read_config(path: Path, name: str) -> dict:
+    """The optional config.json beside the adapter (a regular file of at most 1 MB)."""
     cfg_path = path.with_name("config.json")
-    if not cfg_path.is_file():
+    if not os.path.lexists(cfg_path):
         return {}
     try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        log.warning("Ignoring %s beside %s: not readable JSON (%s)", cfg_path, path.name, e)
+        f, st = open_regular(cfg_path, "config.json")
+        with f:
+            text = f.read(2**20 + 1)
+        if len(text) > 2**20:
+            raise ValueError("larger than 1 MB")
+        cfg = json.loads(text)
+    except (BokehAdapterError, OSError, ValueError, RecursionError) as e:
+        log.warning("Ignoring %s beside %s: not a readable JSON file (%s)", cfg_path, name, e)
         return {}
     return cfg if isinstance(cfg, dict) else {}
 
@@ -237,39 +346,77 @@ def _check_config(cfg: dict, dims: AdapterDims, name: str) -> None:
     }
     for key, value in expect.items():
         if key in cfg and cfg[key] is not None and cfg[key] != value:
-            log.warning("%s: config.json says %s=%s but the tensors say %s; using the tensors", name, key, cfg[key], value)
+            log.warning("%s: config.json says %s=%r but the tensors say %s; using the tensors", name, key, cfg[key], value)
     if isinstance(cfg.get("blocks"), list) and len(cfg["blocks"]) != len(dims.blocks):
         log.warning("%s: config.json lists %d blocks, the file adapts %d; using the file", name, len(cfg["blocks"]), len(dims.blocks))
 
 
-def load_adapter(path: str | Path) -> LoadedAdapter:
-    """Read and validate an adapter file (with an optional config.json beside it)."""
-    path = Path(path)
-    header = read_header(path)
-    name = path.name
-    cfg = _read_config(path)
+def _alpha(cfg: dict) -> float | None:
     alpha = cfg.get("lora_alpha")
-    alpha = float(alpha) if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha > 0 else None
-    dims, unused = infer_dims({k: v[1] for k, v in header.items()}, name=name, alpha=alpha)
-    _check_config(cfg, dims, name)
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except Exception as e:  # safetensors raises its own error types for damaged files
-        raise BokehAdapterError(f"{name} could not be read as safetensors ({e}). Download it again. {DOWNLOAD_HINT}") from None
-    for key in unused:
-        tensors.pop(key, None)
-    for key, t in tensors.items():
-        if not t.is_floating_point():
-            raise BokehAdapterError(f"{name}: tensor {key} is {t.dtype}; expected floating-point weights.")
-        if not bool(torch.isfinite(t).all()):
-            raise BokehAdapterError(f"{name}: tensor {key} holds NaN or infinite values; the file is damaged. Download it again.")
+    ok = isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha) and 0 < alpha < 1e6
+    return float(alpha) if ok else None
+
+
+def _read_tensor(f, entry: Entry, data_start: int, name: str, key: str) -> torch.Tensor:
+    """One tensor's bytes, read straight into its storage (little-endian, as safetensors stores)."""
+    dtype, _ = DTYPES[entry.dtype]
+    t = torch.empty(entry.shape, dtype=dtype)
+    f.seek(data_start + entry.begin)
+    view = memoryview(t.reshape(-1).view(torch.uint8).numpy())
+    if f.readinto(view) != entry.end - entry.begin:
+        raise BokehAdapterError(f"{name} changed or was cut while it was read ({key_label(key)}). Wait for it to be complete and try again.")
+    return t
+
+
+def _check_values(t: torch.Tensor, name: str, key: str) -> None:
+    wide = t if t.dtype in (torch.float32, torch.float64) else t.float()
+    if not bool(torch.isfinite(wide).all()):
+        raise BokehAdapterError(f"{name}: tensor {key_label(key)} holds NaN or infinite values; the file is damaged. Download it again.")
+    if wide.numel() and float(wide.abs().amax()) > MAX_ABS_WEIGHT:
+        raise BokehAdapterError(
+            f"{name}: tensor {key_label(key)} holds weights larger than {MAX_ABS_WEIGHT:g} in magnitude; a trained "
+            "adapter's are of order 1, and such weights turn the images into NaN. The file is damaged or not a "
+            f"trained Bokeh adapter. {DOWNLOAD_HINT}"
+        )
+
+
+def load_adapter(path: str | Path, name: str | None = None, known: dict | None = None) -> LoadedAdapter:
+    """Read and validate an adapter file (with an optional config.json beside it).
+
+    ``name`` is how errors and logs call the file (its model-folder name; default: the file
+    name). ``known`` maps file identities to adapters already loaded: a file whose identity
+    (device, inode, size, mtime, ctime and a hash of its header) is there is not read again.
+    Header and tensors come from one open file, so a file replaced meanwhile cannot mix in.
+    """
+    path = Path(path)
+    name = name or path.name
+    _refuse_pickle_suffix(path, name)
+    f, st = open_regular(path, name)
+    with f:
+        entries, raw_header = read_header_from(f, st.st_size, name)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, hashlib.sha256(raw_header).hexdigest())
+        if known is not None and identity in known:
+            return known[identity]
+        cfg = _read_config(path, name)
+        dims, unused = infer_dims({k: e.shape for k, e in entries.items()}, name=name, alpha=_alpha(cfg))
+        _check_config(cfg, dims, name)
+        data_start = 8 + len(raw_header)
+        tensors = {}
+        for key, entry in entries.items():
+            if key in unused:
+                continue
+            tensors[key] = _read_tensor(f, entry, data_start, name, key)
+            _check_values(tensors[key], name, key)
     dtypes = {t.dtype for t in tensors.values()}
-    module = BokehAdapter(dims, device="meta", dtype=next(iter(dtypes)) if len(dtypes) == 1 else torch.float32)
-    module.load_state_dict({k: v.to(module.embedding_layer[0].weight.dtype) for k, v in tensors.items()}, strict=True, assign=True)
+    dtype = next(iter(dtypes)) if len(dtypes) == 1 else torch.float32
+    if dtype.itemsize == 1:  # float8 files: bfloat16 holds every float8 value exactly, and can run
+        dtype = torch.bfloat16
+    module = BokehAdapter(dims, device="meta", dtype=dtype)
+    module.load_state_dict({k: v.to(dtype) for k, v in tensors.items()}, strict=True, assign=True)
     module.requires_grad_(False).eval()
     if unused:
         log.warning("%s: %d keys are not part of a Bokeh adapter and were ignored: %s", name, len(unused), ", ".join(unused[:8]))
-    loaded = LoadedAdapter(module=module, dims=dims, source=str(path), config=cfg, unused_keys=unused)
+    loaded = LoadedAdapter(module=module, dims=dims, source=name, config=cfg, unused_keys=unused, identity=identity)
     log.info("Loaded Bokeh adapter %s", loaded.describe())
     return loaded
 

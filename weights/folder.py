@@ -1,15 +1,23 @@
-"""The ``models/bokeh_diffusion`` folder and the adapter cache (touches ComfyUI's folder_paths)."""
+"""The ``models/bokeh_diffusion`` folder and the adapter cache (touches ComfyUI's folder_paths).
+
+A node input can come from any client of ComfyUI's HTTP API, so an adapter is only ever
+opened by a name that the folder listing returns: no path from a node input is opened.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-from pathlib import Path
 
 from ..attention.errors import BokehAdapterError
 from .checkpoint import DOWNLOAD_HINT, LoadedAdapter, load_adapter
 
+log = logging.getLogger(__name__)
+
 FOLDER = "bokeh_diffusion"
 EXTENSIONS = {".safetensors"}  # pickles are never listed, never loaded
+# One adapter in RAM: the release is 583 MB. Graph outputs that still hold an older one keep it
+# alive only as long as ComfyUI's cache keeps them.
 _cache: dict[tuple, LoadedAdapter] = {}
 
 
@@ -25,32 +33,43 @@ def register_model_folder() -> None:
 
 
 def adapter_files() -> list[str]:
+    """Names of the adapter files in the model folders: regular .safetensors files only
+    (symlinks followed; devices, FIFOs and dangling links are left out)."""
     import folder_paths
 
-    return folder_paths.get_filename_list(FOLDER)
+    names = folder_paths.get_filename_list(FOLDER)
+    return [n for n in names if os.path.isfile(folder_paths.get_full_path(FOLDER, n) or "")]
+
+
+def _shown(name) -> str:
+    text = name if isinstance(name, str) else type(name).__name__
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def unlisted_reason(name) -> str | None:
+    """Why ``name`` cannot be loaded (it is not a file of the model folder), or None."""
+    if isinstance(name, str) and name in adapter_files():
+        return None
+    return (
+        f"Bokeh adapter {_shown(name)} is not in the list of files in models/bokeh_diffusion. "
+        f"Pick one from the list (refresh the page after adding a file). {DOWNLOAD_HINT}"
+    )
 
 
 def load_named(name: str) -> LoadedAdapter:
-    """Load an adapter by its name in the model folder (or an absolute path); one load per file version."""
+    """Load an adapter by its name in the model folder; one load per file version."""
     import folder_paths
 
-    if os.path.isabs(name):
-        path = Path(name)
-    else:
-        full = folder_paths.get_full_path(FOLDER, name)
-        if full is None:
-            where = ", ".join(folder_paths.get_folder_paths(FOLDER))
-            raise BokehAdapterError(f"Bokeh adapter {name!r} not found in {where}. {DOWNLOAD_HINT}")
-        path = Path(full)
-    try:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-    except OSError:
-        key = None
-    if key is not None and key in _cache:
-        return _cache[key]
-    loaded = load_adapter(path)
-    if key is not None:
-        _cache.clear()  # keep one adapter in RAM: the release is 583 MB
-        _cache[key] = loaded
+    reason = unlisted_reason(name)
+    if reason is not None:
+        raise BokehAdapterError(reason)
+    path = folder_paths.get_full_path(FOLDER, name)
+    if path is None:  # removed since it was listed
+        raise BokehAdapterError(f"Bokeh adapter {_shown(name)} not found in models/bokeh_diffusion. {DOWNLOAD_HINT}")
+    loaded = load_adapter(path, name=name, known=_cache)
+    if loaded.identity not in _cache:
+        log.info("Bokeh adapter %s read from %s", name, path)
+        _cache.clear()
+        _cache[loaded.identity] = loaded
     return loaded

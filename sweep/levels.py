@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
-from .errors import BokehInputError
+from ..attention.errors import BokehInputError
 
 MAX_TARGETS = 64  # one sampling run holds pivot + targets; beyond this, split the sweep
 
@@ -36,16 +35,16 @@ class Sweep:
 
 
 def parse_levels(text: str, what: str = "blur levels") -> list[float]:
-    """'0, 4, 8 12;18' -> [0, 4, 8, 12, 18]. Empty, non-numeric or non-finite entries are errors."""
+    """'0, 4, 8 12;18' -> [0, 4, 8, 12, 18]. Non-numeric entries are errors; the range of each
+    value is the caller's to check (nodes.common.check_blur)."""
     parts = [p for p in re.split(r"[,;\s]+", text or "") if p]
     out = []
     for p in parts:
         try:
             v = float(p)
         except ValueError:
-            raise BokehInputError(f"The {what} list has {p!r}, which is not a number. Write numbers 0..30 separated by commas, e.g. '0, 4, 8, 12, 18, 28'.") from None
-        if not math.isfinite(v):
-            raise BokehInputError(f"The {what} list has {p!r}; expected finite numbers 0..30.")
+            shown = p if len(p) <= 40 else p[:37] + "..."
+            raise BokehInputError(f"The {what} list has {shown!r}, which is not a number. Write numbers 0..30 separated by commas, e.g. '0, 4, 8, 12, 18, 28'.") from None
         out.append(v)
     return out
 

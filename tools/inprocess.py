@@ -1,0 +1,148 @@
+"""A real ComfyUI, in-process: what the sweep runner, the tests and the benchmarks run graphs on.
+
+Nothing of the host is stubbed: the host is found by tools/comfy_host.py (COMFYUI_PATH, the
+ComfyUI two folders up, or the pinned copy), its modules are imported as they are, this pack
+is loaded by ComfyUI's own custom-node loader, and prompts go through the host's
+``validate_prompt`` and ``PromptExecutor``. Test fixtures (tiny models) live in tiny_models.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACK_DIR_NAME = "comfyui_bokeh_diffusion"
+
+_state = {}
+
+def _host_root() -> Path:
+    spec = importlib.util.spec_from_file_location("_bokeh_comfy_host", REPO / "tools" / "comfy_host.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.find_host()
+
+
+def boot(cpu: bool = True) -> Path:
+    """Import the host (once per process). Returns the ComfyUI root."""
+    if "root" in _state:
+        return _state["root"]
+    root = _host_root()
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import comfy.options
+
+    comfy.options.enable_args_parsing(False)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = cpu
+    # `nodes` puts ComfyUI/comfy first on sys.path; import the top-level `utils` package first.
+    import utils.extra_config  # noqa: F401
+
+    _state["root"] = root
+    return root
+
+
+def load_pack():
+    """Load ComfyUI's built-in extra nodes and this pack through ComfyUI's own loader.
+
+    Returns the pack's module as the loader registered it."""
+    if "pack" in _state:
+        return _state["pack"]
+    boot()
+    import folder_paths
+    import nodes
+
+    nodes_dir = Path(tempfile.mkdtemp(prefix="bokeh_custom_nodes_"))
+    (nodes_dir / PACK_DIR_NAME).symlink_to(REPO, target_is_directory=True)
+    folder_paths.folder_names_and_paths["custom_nodes"] = ([str(nodes_dir)], set())
+    out_dir = Path(tempfile.mkdtemp(prefix="bokeh_output_"))
+    folder_paths.set_output_directory(str(out_dir))
+    folder_paths.set_temp_directory(str(out_dir / "temp"))
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+    module_path = str(nodes_dir / PACK_DIR_NAME)
+    sys_name = module_path.replace(".", "_x_")
+    pack = sys.modules.get(sys_name)
+    if pack is None:
+        raise RuntimeError(f"ComfyUI did not load the pack from {module_path}; see the log above")
+    _state["pack"] = pack
+    _state["pack_name"] = sys_name
+    return pack
+
+
+def pack_module(name: str):
+    """A submodule of the pack as ComfyUI loaded it, e.g. pack_module('attention.bokeh')."""
+    load_pack()
+    return importlib.import_module(f"{_state['pack_name']}.{name}")
+
+
+class _Server:
+    """What PromptExecutor needs of a server: no client, messages kept for the test."""
+
+    def __init__(self):
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.messages = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+
+@dataclasses.dataclass
+class RunResult:
+    ok: bool
+    outputs: dict  # node id -> tuple of outputs (as cached by the executor)
+    ui: dict
+    errors: dict  # validation: {"error": ..., "node_errors": ...}; execution: the error message
+    messages: list
+
+
+def new_executor():
+    """A PromptExecutor as the server holds one: its caches live across the prompts it runs."""
+    load_pack()
+    import execution
+
+    return execution.PromptExecutor(_Server(), cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
+
+
+def run_prompt(prompt: dict, outputs: list[str] | None = None, executor=None) -> RunResult:
+    """Validate (host's validate_prompt) and execute (host's PromptExecutor) an API-format prompt.
+    A fresh executor per prompt unless one is given (then its caches carry over, as in a server)."""
+    load_pack()
+    import execution
+
+    prompt_id = str(uuid.uuid4())
+    valid = asyncio.run(execution.validate_prompt(prompt_id, prompt, outputs))
+    if not valid[0]:
+        return RunResult(False, {}, {}, {"error": valid[1], "node_errors": valid[3]}, [])
+    executor = executor or new_executor()
+    executor.execute(prompt, prompt_id, {}, valid[2])
+    node_outputs = {}
+    for node_id in prompt:
+        entry = executor.caches.outputs.get(node_id)
+        if entry is not None:
+            node_outputs[node_id] = entry.outputs
+    errors = {}
+    for event, data in executor.status_messages:
+        if event == "execution_error":
+            errors = {"exception_type": data["exception_type"], "exception_message": data["exception_message"],
+                      "node_id": data["node_id"], "traceback": data["traceback"]}
+    ui = getattr(executor, "history_result", {}).get("outputs", {})
+    return RunResult(executor.success and not errors, node_outputs, ui, errors, executor.status_messages)
+
+
+def quiet_host_logging():
+    logging.getLogger().setLevel(logging.WARNING)
+    os.environ.setdefault("TQDM_DISABLE", "1")

@@ -1,0 +1,17 @@
+"""The model files a Bokeh sweep needs: the names the README and the bundled workflows use, and
+where each comes from. Shared by the workflow generator and the headless runner."""
+
+FLUX_UNET = "flux1-dev.safetensors"
+T5 = "t5xxl_fp16.safetensors"
+CLIP_L = "clip_l.safetensors"
+AE = "ae.safetensors"
+FLUX_CKPT = "flux1-dev-fp8.safetensors"
+ADAPTER = "bokeh_diffusion_flux.safetensors"
+
+WHERE_TO_GET = {  # model folder -> where its file comes from
+    "diffusion_models": "FLUX.1-dev from Black Forest Labs (huggingface.co/black-forest-labs/FLUX.1-dev, flux1-dev.safetensors; gated, accept its licence)",
+    "text_encoders": "ComfyUI's FLUX text encoders (huggingface.co/comfyanonymous/flux_text_encoders: t5xxl_fp16.safetensors, clip_l.safetensors)",
+    "vae": "ae.safetensors from the FLUX.1-dev repository",
+    "checkpoints": "a single-file FLUX.1-dev checkpoint, e.g. flux1-dev-fp8.safetensors (huggingface.co/Comfy-Org/flux1-dev)",
+    "bokeh_diffusion": "the Bokeh Diffusion adapter from the authors (github.com/atfortes/BokehDiffusion: model.safetensors of the FLUX release; NTU S-Lab licence, non-commercial), renamed",
+}
