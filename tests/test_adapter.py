@@ -225,3 +225,21 @@ def test_adapter_follows_model_dtype(pack, adapter_sd, adapter_path):
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     ref = reference_out(harness.tiny_flux(seed=5), adapter_sd, (x, t, ctx, y, g), [12 / 30])
     assert rel_err(out.float(), ref) < 0.1  # bf16 end to end vs float32 reference
+
+
+def test_lowrank_update_fast_and_general_paths_agree(pack):
+    """add_lowrank's in-place GEMM (on the host's fresh q/k views) and its general path (einops
+    head merge/split, any layout) compute the spec's q + s * up(down(q)) on the flat projection."""
+    bokeh = harness.pack_module("attention.bokeh")
+    g = torch.Generator().manual_seed(4)
+    pair = bokeh.LowRank(64, 64, 4)
+    with torch.no_grad():
+        pair.down.weight.copy_(torch.randn(4, 64, generator=g))
+        pair.up.weight.copy_(torch.randn(64, 4, generator=g))
+    flat = torch.randn(2, 10, 64, generator=g)
+    expected = (flat + 0.7 * pair.up(pair.down(flat))).view(2, 10, 2, 32).transpose(1, 2)
+    view = flat.clone().view(2, 10, 2, 32).transpose(1, 2)  # what the FLUX block hands the norm
+    fast = bokeh.add_lowrank(view, pair, 0.7)
+    assert fast.data_ptr() == view.data_ptr()  # updated in place
+    general = bokeh.add_lowrank(flat.view(2, 10, 2, 32).transpose(1, 2).contiguous(), pair, 0.7)
+    assert torch.allclose(fast, expected, atol=1e-5) and torch.allclose(general, expected, atol=1e-5)

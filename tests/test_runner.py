@@ -30,3 +30,10 @@ def test_missing_models_listed_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "no_such_flux.safetensors" in proc.stderr and "goes in:" in proc.stderr
     assert "adapter.safetensors: no such file" in proc.stderr and "atfortes/BokehDiffusion" in proc.stderr
+
+
+def test_runner_imports_no_test_fixtures():
+    """The main job stands on the in-process host alone; tiny models come in only with --check."""
+    code = ("import sys; sys.path.insert(0, 'scripts'); import bokeh_sweep; "
+            "bad = {'harness', 'tiny_models', 'tiny_nodes'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=harness.REPO, check=True)

@@ -16,7 +16,6 @@ from pathlib import Path
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
 PASS_THROUGH = {"Reroute"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-MODEL_LOADERS = {"UNETLoader", "DualCLIPLoader", "VAELoader", "CheckpointLoaderSimple", "CLIPTextEncode"}
 
 
 class WorkflowError(ValueError):
