@@ -70,8 +70,12 @@ def resolve_models(prompt, args, folder_paths) -> list[str]:
             path = Path(given).expanduser()
             if path.is_absolute() or os.sep in given:
                 if path.is_file():
-                    folder_paths.add_model_folder_path(folder, str(path.parent.resolve()))
+                    # First in the folder list, so a same-named file in models/<folder> cannot win.
+                    folder_paths.add_model_folder_path(folder, str(path.parent.resolve()), is_default=True)
                     node["inputs"][name] = path.name
+                    found = folder_paths.get_full_path(folder, path.name)
+                    if found is None or Path(found).resolve() != path.resolve():
+                        missing.append(f"  {given}: ComfyUI does not list it in models/{folder} (wrong extension?)")
                 else:
                     missing.append(f"  {given}: no such file ({WHERE_TO_GET[folder]})")
                 continue
@@ -120,9 +124,10 @@ def main(argv=None) -> int:
         cfg = tiny_models.TINY
         tmp = Path(tempfile.mkdtemp(prefix="bokeh_check_"))
         sd = tiny_models.random_adapter_sd(cfg["hidden_size"], range(cfg["depth"] + cfg["depth_single_blocks"]), seed=1)
-        tiny_models.write_adapter(tmp, sd, name=ADAPTER)
+        name = f"bokeh_check_tiny_random_{tmp.name}.safetensors"  # never the name of a user's real file
+        tiny_models.write_adapter(tmp, sd, name=name)
         for k in workflow_api.find(prompt, "BokehAdapterLoader"):
-            prompt[k]["inputs"]["adapter_name"] = ADAPTER
+            prompt[k]["inputs"]["adapter_name"] = name
         prompt = workflow_api.swap_for_tiny_models(prompt)
         print("--check: running the grounded-sweep graph on TINY RANDOM models. The images are noise; "
               "this only proves that ComfyUI, the pack and the graph work on this machine.", flush=True)

@@ -37,3 +37,21 @@ def test_runner_imports_no_test_fixtures():
     code = ("import sys; sys.path.insert(0, 'scripts'); import bokeh_sweep; "
             "bad = {'harness', 'tiny_models', 'tiny_nodes'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=harness.REPO, check=True)
+
+
+def test_a_path_on_the_command_line_wins_over_a_same_named_listed_file(pack, tmp_path):
+    import folder_paths
+
+    sys.path.insert(0, str(harness.REPO / "scripts"))
+    import bokeh_sweep
+
+    listed, given = tmp_path / "listed", tmp_path / "given"
+    listed.mkdir(), given.mkdir()
+    (listed / "same_name.safetensors").write_bytes(b"listed")
+    (given / "same_name.safetensors").write_bytes(b"given")
+    folder_paths.add_model_folder_path("bokeh_diffusion", str(listed))
+    prompt = {"1": {"class_type": "BokehAdapterLoader", "inputs": {"adapter_name": "x"}}}
+    args = bokeh_sweep.parse_args(["--adapter", str(given / "same_name.safetensors")])
+    assert bokeh_sweep.resolve_models(prompt, args, folder_paths) == []
+    assert prompt["1"]["inputs"]["adapter_name"] == "same_name.safetensors"
+    assert folder_paths.get_full_path("bokeh_diffusion", "same_name.safetensors") == str(given / "same_name.safetensors")
