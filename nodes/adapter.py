@@ -8,7 +8,7 @@ from ..attention.errors import BokehModelError
 from ..attention.flux_binding import adapter_patcher, apply_adapter, compute_dtype, flux_blocks
 from ..weights.checkpoint import host_block_map
 from ..weights.folder import adapter_files, load_named, unlisted_reason
-from .common import CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale
+from .common import ADVANCED, CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale, search_aliases
 
 
 class BokehAdapterLoader(io.ComfyNode):
@@ -18,15 +18,16 @@ class BokehAdapterLoader(io.ComfyNode):
             node_id="BokehAdapterLoader",
             display_name="Load Bokeh Adapter",
             category=CATEGORY,
+            **search_aliases(),
             description="Loads the Bokeh Diffusion FLUX adapter (.safetensors) from models/bokeh_diffusion.",
             inputs=[
                 io.Combo.Input(
-                    "adapter_name", options=adapter_files(),
+                    "adapter_name", display_name="Adapter", options=adapter_files(),
                     tooltip="The Bokeh Diffusion adapter file in ComfyUI/models/bokeh_diffusion (the authors' "
                     "model.safetensors, any name). Only .safetensors files are listed.",
                 ),
             ],
-            outputs=[BokehAdapterType.Output(display_name="bokeh_adapter")],
+            outputs=[BokehAdapterType.Output(display_name="Bokeh Adapter", tooltip="The adapter's weights, for Apply Bokeh Adapter.")],
         )
 
     @classmethod
@@ -48,26 +49,27 @@ class BokehApplyAdapter(io.ComfyNode):
             node_id="BokehApplyAdapter",
             display_name="Apply Bokeh Adapter",
             category=CATEGORY,
+            **search_aliases(),
             description="Gives a FLUX model a physical defocus-blur control. Returns a patched copy; the input "
             "model is untouched. Applying again replaces the adapter.",
             inputs=[
-                io.Model.Input("model", tooltip="A FLUX.1 model (FLUX.1-dev in the paper)."),
-                BokehAdapterType.Input("bokeh_adapter", tooltip="From Load Bokeh Adapter."),
+                io.Model.Input("model", display_name="Model", tooltip="A FLUX.1 model (FLUX.1-dev in the paper)."),
+                BokehAdapterType.Input("bokeh_adapter", display_name="Bokeh Adapter", tooltip="From Load Bokeh Adapter."),
                 blur_input(
                     "blur_level", 10.0, display_name="Blur Level",
                     tooltip="Defocus blur K: 0 = everything sharp, 30 = strongest bokeh. Connect a FLOAT list "
                     "(Bokeh Blur Levels) to render one image per level.",
                 ),
                 io.Float.Input(
-                    "bokeh_scale", default=1.0, min=-10.0, max=10.0, step=0.05, optional=True,
+                    "bokeh_scale", display_name="Bokeh Scale", default=1.0, min=-10.0, max=10.0, step=0.05, optional=True, **ADVANCED,
                     tooltip="Advanced: strength of the blur conditioning (bokeh cross-attention). 1.0 = reference.",
                 ),
                 io.Float.Input(
-                    "lora_scale", default=1.0, min=-10.0, max=10.0, step=0.05, optional=True,
+                    "lora_scale", display_name="LoRA Scale", default=1.0, min=-10.0, max=10.0, step=0.05, optional=True, **ADVANCED,
                     tooltip="Advanced: strength of the adapter's query/key updates. 1.0 = reference.",
                 ),
             ],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(display_name="Model", tooltip="A patched copy of the model; the input model is untouched.")],
         )
 
     @classmethod

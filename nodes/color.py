@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..sweep.color import match_lab
 from ..attention.errors import BokehInputError
-from .common import CATEGORY, BokehSweepType
+from .common import CATEGORY, BokehSweepType, search_aliases
 
 
 def check_images(images, what="images", min_side: int = 1) -> torch.Tensor:
@@ -32,17 +32,18 @@ class BokehColorMatch(io.ComfyNode):
             node_id="BokehColorMatch",
             display_name="Bokeh Colour Match",
             category=CATEGORY,
+            **search_aliases("colour transfer", "color match"),
             description="Harmonises the colours of a blur sweep: shifts each image's CIE Lab mean to the pivot's "
             "(Reinhard statistics matching, as in the paper). The pivot row itself is returned unchanged.",
             inputs=[
-                io.Image.Input("images", tooltip="The decoded sweep (pivot and targets)."),
-                BokehSweepType.Input("sweep", optional=True, tooltip="From Bokeh Pivot Batch: tells which row is the pivot."),
-                io.Int.Input("pivot_index", default=0, min=0, max=4096, optional=True, tooltip="Row of the pivot when no sweep is connected."),
-                io.Image.Input("reference", optional=True, tooltip="Optional: match every image to this image instead of the pivot row."),
-                io.Boolean.Input("match_std", default=False, optional=True, tooltip="Also match each Lab channel's spread (std). Off in the paper."),
-                io.Boolean.Input("drop_pivot", default=False, optional=True, tooltip="Leave the pivot row out of the output."),
+                io.Image.Input("images", display_name="Images", tooltip="The decoded sweep (pivot and targets)."),
+                BokehSweepType.Input("sweep", display_name="Sweep", optional=True, tooltip="From Bokeh Pivot Batch: tells which row is the pivot."),
+                io.Int.Input("pivot_index", display_name="Pivot Index", default=0, min=0, max=4096, optional=True, tooltip="Row of the pivot when no sweep is connected."),
+                io.Image.Input("reference", display_name="Reference", optional=True, tooltip="Optional: match every image to this image instead of the pivot row."),
+                io.Boolean.Input("match_std", display_name="Match Spread", default=False, optional=True, tooltip="Also match each Lab channel's spread (std). Off in the paper."),
+                io.Boolean.Input("drop_pivot", display_name="Drop Pivot", default=False, optional=True, tooltip="Leave the pivot row out of the output."),
             ],
-            outputs=[io.Image.Output()],
+            outputs=[io.Image.Output(display_name="Images", tooltip="The colour-matched images (the pivot unchanged).")],
         )
 
     @classmethod

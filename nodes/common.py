@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 
@@ -15,6 +16,32 @@ log = logging.getLogger(__name__)
 BokehAdapterType = io.Custom("BOKEH_ADAPTER")
 BokehSweepType = io.Custom("BOKEH_SWEEP")
 CATEGORY = "Bokeh Diffusion"
+ALIASES = ("bokeh", "depth of field", "DoF", "aperture", "defocus", "focus blur")
+
+# Hosts with the V3 "advanced" input flag (0.30.0) hide such inputs behind "Show advanced
+# inputs"; older ones (0.3.75) have no such flag and show them. Feature-probed.
+ADVANCED = {"advanced": True} if "advanced" in inspect.signature(io.Float.Input.__init__).parameters else {}
+
+
+def search_aliases(*extra: str) -> dict:
+    """Schema keywords for node search, where the host's Schema has them (0.30.0, not 0.3.75)."""
+    if "search_aliases" not in getattr(io.Schema, "__dataclass_fields__", {}):
+        return {}
+    return {"search_aliases": [*ALIASES, *extra]}
+
+
+def show_on_node(cls, text: str) -> None:
+    """Show ``text`` on the running node in the frontend, through the host's progress-text
+    channel (as core's Get Image Size shows the size). Needs ``io.Hidden.unique_id`` in the
+    node's schema; does nothing where no server runs (the headless runner, tests)."""
+    node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    server = getattr(PromptServer, "instance", None)
+    if node_id is not None and server is not None:
+        server.send_progress_text(text, node_id)
 
 
 def blur_input(id: str, default: float, tooltip: str, display_name: str | None = None):

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from ..attention.errors import BokehInputError, BokehModelError
 from ..attention.flux_binding import Grounding, current_binding, rebind
 from ..sweep.levels import MAX_TARGETS, Sweep, parse_levels
-from .common import CATEGORY, BokehSweepType, blur_input, check_blur, check_fraction
+from .common import ADVANCED, CATEGORY, BokehSweepType, blur_input, check_blur, check_fraction, search_aliases, show_on_node
 
 
 def _one(value):
@@ -42,28 +42,30 @@ class BokehPivotBatch(io.ComfyNode):
             node_id="BokehPivotBatch",
             display_name="Bokeh Pivot Batch",
             category=CATEGORY,
+            **search_aliases("blur sweep", "scene consistency"),
             description="Turns one latent into a batch [pivot, target 1..N] sharing one seed's noise, and makes "
             "the model ground every target on the pivot (grounded self-attention) so the scene stays the same "
             "while the blur changes. Feed both outputs to one KSampler.",
             is_input_list=True,
             inputs=[
-                io.Model.Input("model", tooltip="A model with Apply Bokeh Adapter on it."),
-                io.Latent.Input("latent", tooltip="One empty latent (batch size 1), e.g. EmptySD3LatentImage."),
-                blur_input("pivot_blur", 15.0, tooltip="Blur level of the pivot image that anchors the scene. The paper uses 10..20 (15 in its example)."),
-                io.String.Input("targets", default="0, 4, 8, 12, 18, 28", tooltip="Target blur levels, separated by commas."),
-                io.Float.Input("grounding", default=0.8, min=0.0, max=1.0, step=0.05, display_mode=io.NumberDisplay.slider,
+                io.Model.Input("model", display_name="Model", tooltip="A model with Apply Bokeh Adapter on it."),
+                io.Latent.Input("latent", display_name="Latent", tooltip="One empty latent (batch size 1), e.g. EmptySD3LatentImage."),
+                blur_input("pivot_blur", 15.0, display_name="Pivot Blur", tooltip="Blur level of the pivot image that anchors the scene. The paper uses 10..20 (15 in its example)."),
+                io.String.Input("targets", display_name="Targets", default="0, 4, 8, 12, 18, 28", tooltip="Target blur levels, separated by commas."),
+                io.Float.Input("grounding", display_name="Grounding", default=0.8, min=0.0, max=1.0, step=0.05, display_mode=io.NumberDisplay.slider,
                                tooltip="Share of the sampler's steps grounded on the pivot: 0.8 = 24 of 30 steps (the reference). "
                                "0 = independent images from the same noise."),
-                io.Float.Input("target_levels", optional=True, force_input=True,
+                io.Float.Input("target_levels", display_name="Target Levels", optional=True, force_input=True,
                                tooltip="Optional FLOAT list (Bokeh Blur Levels) of targets; used instead of the text."),
-                io.Int.Input("grounding_steps", default=-1, min=-1, max=10000, optional=True,
+                io.Int.Input("grounding_steps", display_name="Grounding Steps", default=-1, min=-1, max=10000, optional=True, **ADVANCED,
                              tooltip="Advanced: exact number of grounded steps; -1 uses the 'grounding' share."),
             ],
             outputs=[
-                io.Model.Output(tooltip="The model, grounding on the pivot row."),
-                io.Latent.Output(tooltip="[pivot, targets...]: all rows get the same noise."),
-                BokehSweepType.Output(display_name="sweep", tooltip="K per row and the pivot row, for Colour Match, Contact Sheet and Blur Meter."),
+                io.Model.Output(display_name="Model", tooltip="The model, grounding on the pivot row."),
+                io.Latent.Output(display_name="Latent", tooltip="[pivot, targets...]: all rows get the same noise."),
+                BokehSweepType.Output(display_name="Sweep", tooltip="K per row and the pivot row, for Colour Match, Contact Sheet and Blur Meter."),
             ],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -107,5 +109,11 @@ class BokehPivotBatch(io.ComfyNode):
         if mask is not None:
             out["noise_mask"] = _one_mask(mask)
         ks = (pivot, *levels)
+        if steps >= 0:  # one control must not silently cancel the other: say which one wins
+            show_on_node(cls, f"Grounding Steps = {steps} wins over Grounding ({fraction:.2f}): the first {steps} "
+                              f"sampler steps are grounded on the pivot (K {pivot:g}). Set Grounding Steps to -1 to use Grounding.")
+        else:
+            show_on_node(cls, f"Grounding {fraction:.2f}: that share of the sampler's steps is grounded on the pivot "
+                              f"(K {pivot:g}); {len(levels)} target(s).")
         patched = rebind(model, k_values=ks, grounding=Grounding(pivot=0, fraction=fraction, steps=steps))
         return io.NodeOutput(patched, out, Sweep(k_values=ks, pivot_row=0))

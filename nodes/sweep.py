@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..sweep.levels import format_levels, linspace_levels, parse_levels
-from .common import CATEGORY, check_blur
+from .common import CATEGORY, check_blur, search_aliases
 
 
 class BokehBlurLevels(io.ComfyNode):
@@ -15,17 +15,18 @@ class BokehBlurLevels(io.ComfyNode):
             node_id="BokehBlurLevels",
             display_name="Bokeh Blur Levels",
             category=CATEGORY,
+            **search_aliases("blur sweep"),
             description="Makes a list of blur levels. The FLOAT list runs connected nodes once per level "
             "(e.g. Apply Bokeh Adapter's Blur Level); the text feeds Bokeh Pivot Batch's targets.",
             inputs=[
-                io.Float.Input("start", default=0.0, min=0.0, max=30.0, step=0.5, tooltip="First blur level (used when 'levels' is empty)."),
-                io.Float.Input("end", default=28.0, min=0.0, max=30.0, step=0.5, tooltip="Last blur level (used when 'levels' is empty)."),
-                io.Int.Input("count", default=6, min=1, max=64, tooltip="How many evenly spaced levels from start to end (used when 'levels' is empty)."),
-                io.String.Input("levels", default="", optional=True, tooltip="Optional explicit list, e.g. '0, 4, 8, 12, 18, 28'. When filled, start/end/count are ignored."),
+                io.Float.Input("start", display_name="Start", default=0.0, min=0.0, max=30.0, step=0.5, tooltip="First blur level (used when 'levels' is empty)."),
+                io.Float.Input("end", display_name="End", default=28.0, min=0.0, max=30.0, step=0.5, tooltip="Last blur level (used when 'levels' is empty)."),
+                io.Int.Input("count", display_name="Count", default=6, min=1, max=64, tooltip="How many evenly spaced levels from start to end (used when 'levels' is empty)."),
+                io.String.Input("levels", display_name="Levels", default="", optional=True, tooltip="Optional explicit list, e.g. '0, 4, 8, 12, 18, 28'. When filled, start/end/count are ignored."),
             ],
             outputs=[
-                io.Float.Output(display_name="blur_levels", is_output_list=True, tooltip="One value per level: downstream nodes run once per value."),
-                io.String.Output(display_name="levels_text", tooltip="The levels as text, for Bokeh Pivot Batch's targets."),
+                io.Float.Output(display_name="Blur Levels", is_output_list=True, tooltip="One value per level: downstream nodes run once per value."),
+                io.String.Output(display_name="Levels Text", tooltip="The levels as text, for Bokeh Pivot Batch's targets."),
             ],
         )
 

@@ -41,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--prompt", default="a portrait of a woman in a sunlit garden, roses in the foreground and background, 35mm photograph")
     p.add_argument("--pivot", type=float, default=15.0, help="pivot blur level K (0..30)")
     p.add_argument("--targets", default="0, 4, 8, 12, 18, 28", help="target blur levels")
-    p.add_argument("--grounding-steps", type=int, default=24, help="steps grounded on the pivot (-1: 80%% of --steps)")
+    p.add_argument("--grounding", type=float, default=0.8, help="share of the steps grounded on the pivot (0.8 of 30 = 24)")
+    p.add_argument("--grounding-steps", type=int, default=-1, help="exact number of grounded steps; overrides --grounding (-1: use it)")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--seed", type=int, default=65578)
     p.add_argument("--guidance", type=float, default=3.0, help="FLUX guidance")
@@ -94,7 +95,7 @@ def configure(prompt, args):
     set_input("ModelSamplingFlux", width=args.width, height=args.height)
     set_input("KSampler", seed=args.seed, steps=args.steps)
     set_input("BokehApplyAdapter", blur_level=args.pivot)
-    set_input("BokehPivotBatch", pivot_blur=args.pivot, targets=args.targets, grounding_steps=args.grounding_steps)
+    set_input("BokehPivotBatch", pivot_blur=args.pivot, targets=args.targets, grounding=args.grounding, grounding_steps=args.grounding_steps)
 
 
 def main(argv=None) -> int:
@@ -154,6 +155,11 @@ def main(argv=None) -> int:
     (meter,) = workflow_api.find(prompt, "BokehBlurMeter")
     report = result.outputs[meter][0][0]
     (out_dir / "blur_meter.txt").write_text(report + "\n")
+    import numpy as np
+    from PIL import Image
+
+    plot = result.outputs[meter][2][0][0]
+    Image.fromarray((plot.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)).save(out_dir / "blur_plot.png")
     files = sorted(p.name for p in out_dir.glob("*.png"))
     print(f"\nDone in {time.time() - start:.1f} s. Wrote to {out_dir}:\n  " + "\n  ".join(files + ["blur_meter.txt"]))
     print("\n" + report)

@@ -34,32 +34,63 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a * b).sum()) / den if den > 0 else float("nan")
 
 
+TRENDS = {
+    "rising": "monotonic: blur rises with K",
+    "falling": "monotonic in the wrong direction: blur falls as K rises",
+    "mixed": "not monotonic: blur goes up and down as K rises",
+    "flat": "flat: every image is equally sharp",
+}
+
+
 @dataclass
 class SweepBlur:
     sharpness: list[float]
     blur_rank: list[int]  # 0 = sharpest
     pearson: float  # linear correlation of K with blur (= -sharpness)
     spearman: float  # rank correlation of K with blur
-    monotonic: bool  # blur never decreases as K increases
+    trend: str  # a key of TRENDS: how blur follows K (rows sorted by K)
 
-    def report(self, labels: list[str], has_k: bool) -> str:
-        """One line per image (labels such as 'K 12' or 'K 15 (pivot)'), then the correlations."""
-        lines = ["sharpness = log variance of the Laplacian; blur rank 0 = sharpest"]
+    @property
+    def monotonic(self) -> bool:
+        """Blur never decreases as K increases."""
+        return self.trend in ("rising", "flat")
+
+    def trend_text(self) -> str:
+        return TRENDS[self.trend]
+
+    def correlations(self) -> str:
+        return f"corr(K, blur): linear {self.pearson:.3f}, rank {self.spearman:.3f}"
+
+    def verdict(self) -> str:
+        return f"{self.correlations()}; {self.trend_text()}"
+
+    def report(self, labels: list[str], ks: list[float] | None) -> str:
+        """A Markdown table, one row per image (labels such as 'K 12' or 'K 15 (pivot)'), then the
+        correlations: it renders as a table where Markdown is rendered and reads as text elsewhere."""
+        lines = ["| image | sharpness | blur rank |", "|---|---:|---:|"]
         for label, s, r in zip(labels, self.sharpness, self.blur_rank):
-            lines.append(f"{label:>14}  sharpness {s:7.3f}  blur rank {r}")
-        if has_k:
-            lines.append(f"corr(K, blur): linear {self.pearson:.3f}, rank {self.spearman:.3f}; "
-                         f"{'monotonic' if self.monotonic else 'NOT monotonic'} in K")
+            lines.append(f"| {label} | {s:.3f} | {r} |")
+        lines.append("")
+        lines.append("sharpness = log variance of the Laplacian (higher = sharper); blur rank 0 = sharpest.")
+        if ks is not None and len(ks) >= 2:
+            lines.append("")
+            lines.append(self.verdict())
         return "\n".join(lines)
+
+
+def _trend(ks: torch.Tensor, blur: torch.Tensor) -> str:
+    """How blur follows K, over the images sorted by K (ties in K keep their order)."""
+    order = torch.argsort(ks, stable=True)
+    steps = blur[order][1:] - blur[order][:-1]
+    up, down = bool((steps > 1e-9).any()), bool((steps < -1e-9).any())
+    return {(True, False): "rising", (False, True): "falling", (True, True): "mixed", (False, False): "flat"}[(up, down)]
 
 
 def measure_sweep(images: torch.Tensor, ks: list[float] | None = None) -> SweepBlur:
     s = sharpness(images).cpu()
     blur_rank = [int(r) for r in torch.argsort(torch.argsort(-s, stable=True), stable=True)]
     if ks is None or len(ks) < 2:
-        return SweepBlur(s.tolist(), blur_rank, float("nan"), float("nan"), True)
+        return SweepBlur(s.tolist(), blur_rank, float("nan"), float("nan"), "flat")
     k = torch.tensor(ks, dtype=torch.float64)
     blur = -s.double()
-    order = torch.argsort(k, stable=True)
-    mono = bool((blur[order][1:] >= blur[order][:-1] - 1e-9).all())
-    return SweepBlur(s.tolist(), blur_rank, _pearson(k, blur), _pearson(_ranks(k), _ranks(blur)), mono)
+    return SweepBlur(s.tolist(), blur_rank, _pearson(k, blur), _pearson(_ranks(k), _ranks(blur)), _trend(k, blur))

@@ -84,12 +84,61 @@ def test_blur_meter_monotonic_on_a_real_image(mods, photo):
     batch = torch.cat(blurred)
     sweep = mods.sweep.Sweep(k_values=tuple(sigmas), pivot_row=0)
     out = mods.preview.BokehBlurMeter.execute(batch, sweep)
-    report, sharp = out.result
+    report, sharp, plot = out.result
     assert all(a > b for a, b in zip(sharp, sharp[1:]))
-    assert "monotonic" in report and "NOT" not in report and "rank 1.000" in report
-    assert out.ui is not None
+    assert "monotonic: blur rises with K" in report and "rank 1.000" in report
+    assert out.ui is not None and plot.shape == (1, 440, 720, 3)
     shuffled = mods.preview.BokehBlurMeter.execute(batch[[0, 3, 1, 4, 2]], sweep).result[0]
-    assert "NOT monotonic" in shuffled
+    assert "not monotonic" in shuffled
+    backwards = mods.preview.BokehBlurMeter.execute(batch.flip(0), sweep).result[0]
+    assert "monotonic in the wrong direction: blur falls as K rises" in backwards and "rank -1.000" in backwards
+
+
+def test_blur_meter_report_is_a_markdown_table(mods, photo):
+    sweep = mods.sweep.Sweep(k_values=(15.0, 0.0, 28.0), pivot_row=0)
+    report = mods.preview.BokehBlurMeter.execute(tinted(photo)[:3], sweep).result[0]
+    lines = report.splitlines()
+    assert lines[0] == "| image | sharpness | blur rank |" and lines[1] == "|---|---:|---:|"
+    assert lines[2].startswith("| K 15 (pivot) | ") and lines[4].startswith("| K 28 | ")
+    assert lines[5] == ""  # the table ends before the notes, so Markdown keeps it a table
+
+
+def test_blur_meter_plot_marks_the_pivot(mods, photo):
+    sigmas = [0.0, 2.0, 6.0]
+    batch = torch.cat([photo] + [kornia.filters.gaussian_blur2d(photo.movedim(-1, 1), (25, 25), (s, s)).movedim(1, -1) for s in sigmas[1:]])
+    with_pivot = mods.sweep.Sweep(k_values=(0.0, 10.0, 30.0), pivot_row=1)
+    plot = mods.preview.BokehBlurMeter.execute(batch, with_pivot).result[2]
+    no_pivot = mods.preview.BokehBlurMeter.execute(batch[[0, 2]], with_pivot).result[2]  # pivot dropped upstream
+
+    def orange(p):
+        return int(((p[0, ..., 0] > 0.9) & (p[0, ..., 1] > 0.6) & (p[0, ..., 2] < 0.35)).sum())
+
+    assert orange(plot) > 20 and orange(no_pivot) == 0  # the pivot's ring and label, only where it is
+
+
+def test_blur_meter_shows_its_verdict_on_the_node(pack):
+    """Through the executor, with a recorder in the place of the running server: the node sends
+    its summary on the host's progress-text channel, addressed to its own node id."""
+    import server
+
+    class Recorder:
+        def __init__(self):
+            self.sent = []
+
+        def send_progress_text(self, text, node_id, sid=None):
+            self.sent.append((node_id, text))
+
+    prompt = {"img": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 2, "color": 0}},
+              "meter": {"class_type": "BokehBlurMeter", "inputs": {"images": ["img", 0]}}}
+    saved = getattr(server.PromptServer, "instance", None)
+    server.PromptServer.instance = recorder = Recorder()
+    try:
+        result = harness.run_prompt(prompt)
+    finally:
+        server.PromptServer.instance = saved
+    assert result.ok, result.errors
+    assert [n for n, _ in recorder.sent] == ["meter"] and "sharpness" in recorder.sent[0][1]
+    assert result.ui["meter"]["images"]  # the plot is the node's preview
 
 
 def test_contact_sheet_grid_and_labels(mods, photo):
@@ -142,7 +191,7 @@ def test_grounded_sweep_graph(adapter_name):
     assert result.outputs["sheet"][0][0].shape[0] == 1
     report = result.outputs["meter"][0][0]
     assert "K 15 (pivot)" in report and "K 28" in report and "corr(K, blur)" in report
-    assert result.ui["meter"]["text"]
+    assert result.ui["meter"]["images"]  # the plot shows on the node
     assert result.ui["save"]["images"]
 
 

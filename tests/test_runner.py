@@ -21,6 +21,7 @@ def test_check_mode_writes_images_sheet_and_report(tmp_path):
     assert len(list(out.glob("sweep_*.png"))) == 3 and len(list(out.glob("sheet_*.png"))) == 1
     report = (out / "blur_meter.txt").read_text()
     assert "K 15 (pivot)" in report and "corr(K, blur)" in report
+    assert (out / "blur_plot.png").stat().st_size > 1000
 
 
 def test_missing_models_listed_without_traceback(tmp_path):

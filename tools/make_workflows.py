@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import inprocess  # noqa: E402
-from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, T5  # noqa: E402
+from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, T5, model_rows  # noqa: E402
 from workflow_api import is_widget, widget_inputs  # noqa: E402
 
 OUT = inprocess.REPO / "workflows"
@@ -28,13 +28,18 @@ FILES_NOTE = (
     f"models/text_encoders/{T5} and {CLIP_L}\n"
     f"models/vae/{AE}\n"
     f"models/bokeh_diffusion/{ADAPTER}  (the authors' Bokeh Diffusion adapter, model.safetensors, renamed; "
-    "non-commercial licence; see the pack's README)\n\n"
+    "NON-COMMERCIAL licence (NTU S-Lab 1.0); get it from the release page linked at "
+    "github.com/atfortes/BokehDiffusion; this pack never downloads it)\n\n"
     "Only the prompt needs changing. Blur level K: 0 = sharp, 30 = strongest bokeh."
 )
 CKPT_NOTE = FILES_NOTE.replace(
     f"models/diffusion_models/{FLUX_UNET}  (FLUX.1-dev)\nmodels/text_encoders/{T5} and {CLIP_L}\nmodels/vae/{AE}\n",
     f"models/checkpoints/{FLUX_CKPT}  (a single-file FLUX.1-dev checkpoint with text encoders and VAE)\n",
 )
+
+
+COLUMN = 440  # x distance between columns
+NODE_MAX = 400  # widest node, so neighbours never overlap
 
 
 class Graph:
@@ -45,12 +50,18 @@ class Graph:
         self.nodes, self.links = [], []
         self.col = {}
 
-    def add(self, kind, column, widgets=None, title=None, size=(320, 120), **links):
+    def add(self, kind, column, widgets=None, title=None, size=(320, 120), models=None, **links):
+        """A node in ``column`` (columns are COLUMN wide, nodes at most NODE_MAX wide: no overlap),
+        below the column's previous node. ``models``: the files its loader needs (download rows)."""
+        if size[0] > NODE_MAX:
+            raise ValueError(f"{kind} is {size[0]} wide; at most {NODE_MAX} fits a column")
         node_id = len(self.nodes) + 1
         y = self.col.get(column, 40)
         self.col[column] = y + size[1] + 60
-        node = {"id": node_id, "type": kind, "pos": [40 + column * 380, y], "size": list(size), "flags": {},
+        node = {"id": node_id, "type": kind, "pos": [40 + column * COLUMN, y], "size": list(size), "flags": {},
                 "order": node_id - 1, "mode": 0, "inputs": [], "outputs": [], "properties": {"Node name for S&R": kind}}
+        if models:
+            node["properties"]["models"] = model_rows(*models)
         if title:
             node["title"] = title
         if kind == "Note":
@@ -107,17 +118,17 @@ def flux_front(g, checkpoint=False):
     """Loaders, prompt, guidance, model sampling, adapter: returns (model, positive, negative, vae, latent)."""
     g.add("Note", 0, {"text": CKPT_NOTE if checkpoint else FILES_NOTE}, size=(340, 260))
     if checkpoint:
-        ckpt = g.add("CheckpointLoaderSimple", 0, {"ckpt_name": FLUX_CKPT})
+        ckpt = g.add("CheckpointLoaderSimple", 0, {"ckpt_name": FLUX_CKPT}, models=[FLUX_CKPT])
         model, clip, vae = (ckpt, 0), (ckpt, 1), (ckpt, 2)
     else:
-        model = (g.add("UNETLoader", 0, {"unet_name": FLUX_UNET, "weight_dtype": "default"}), 0)
-        clip = (g.add("DualCLIPLoader", 0, {"clip_name1": T5, "clip_name2": CLIP_L, "type": "flux"}), 0)
-        vae = (g.add("VAELoader", 0, {"vae_name": AE}), 0)
+        model = (g.add("UNETLoader", 0, {"unet_name": FLUX_UNET, "weight_dtype": "default"}, models=[FLUX_UNET]), 0)
+        clip = (g.add("DualCLIPLoader", 0, {"clip_name1": T5, "clip_name2": CLIP_L, "type": "flux"}, models=[T5, CLIP_L]), 0)
+        vae = (g.add("VAELoader", 0, {"vae_name": AE}, models=[AE]), 0)
     text = g.add("CLIPTextEncode", 1, {"text": PROMPT}, title="Prompt", size=(360, 160), clip=clip)
     pos = g.add("FluxGuidance", 1, {"guidance": 3.0}, conditioning=(text, 0))
     neg = g.add("ConditioningZeroOut", 1, conditioning=(text, 0))
     sampling = g.add("ModelSamplingFlux", 1, {"max_shift": 1.15, "base_shift": 0.5, "width": 512, "height": 512}, model=model)
-    adapter = g.add("BokehAdapterLoader", 2, {"adapter_name": ADAPTER})
+    adapter = g.add("BokehAdapterLoader", 2, {"adapter_name": ADAPTER}, size=(340, 90), models=[ADAPTER])
     latent = g.add("EmptySD3LatentImage", 2, {"width": 512, "height": 512, "batch_size": 1})
     return (sampling, 0), (pos, 0), (neg, 0), vae, (adapter, 0), (latent, 0)
 
@@ -135,7 +146,7 @@ def single_image():
                     model=model, bokeh_adapter=adapter)
     sample = ksampler(g, 3, (applied, 0), pos, neg, latent)
     image = g.add("VAEDecode", 3, samples=(sample, 0), vae=vae)
-    g.add("SaveImage", 4, {"filename_prefix": "bokeh/single"}, size=(420, 460), images=(image, 0))
+    g.add("SaveImage", 4, {"filename_prefix": "bokeh/single"}, size=(400, 460), images=(image, 0))
     g.save("bokeh_single_image.json")
 
 
@@ -144,17 +155,20 @@ def grounded_sweep(checkpoint=False):
     model, pos, neg, vae, adapter, latent = flux_front(g, checkpoint)
     applied = g.add("BokehApplyAdapter", 2, {"blur_level": 15.0, "bokeh_scale": 1.0, "lora_scale": 1.0}, size=(340, 160),
                     model=model, bokeh_adapter=adapter)
+    # One grounding control: the share (0.8 of 30 steps = 24, the paper's example); Grounding
+    # Steps stays -1 so it does not silently override the slider.
     pivot = g.add("BokehPivotBatch", 3, {"pivot_blur": 15.0, "targets": "0, 4, 8, 12, 18, 28", "grounding": 0.8,
-                                         "grounding_steps": 24}, size=(340, 220),
+                                         "grounding_steps": -1}, size=(340, 240),
                   model=(applied, 0), latent=latent)
     sample = ksampler(g, 3, (pivot, 0), pos, neg, (pivot, 1))
     image = g.add("VAEDecode", 4, samples=(sample, 0), vae=vae)
     color = g.add("BokehColorMatch", 4, {"pivot_index": 0, "match_std": False, "drop_pivot": False}, images=(image, 0), sweep=(pivot, 2))
-    sheet = g.add("BokehContactSheet", 5, {"columns": 0}, images=(color, 0), sweep=(pivot, 2))
-    meter = g.add("BokehBlurMeter", 5, images=(color, 0), sweep=(pivot, 2))
-    g.add("PreviewAny", 5, size=(420, 220), source=(meter, 0))
-    g.add("SaveImage", 6, {"filename_prefix": "bokeh/sweep"}, size=(420, 420), images=(color, 0))
-    g.add("SaveImage", 6, {"filename_prefix": "bokeh/sheet"}, size=(420, 420), images=(sheet, 0))
+    sheet = g.add("BokehContactSheet", 5, {"columns": 0}, size=(300, 110), images=(color, 0), sweep=(pivot, 2))
+    meter = g.add("BokehBlurMeter", 5, size=(300, 320), images=(color, 0), sweep=(pivot, 2))
+    g.add("PreviewAny", 5, size=(400, 300), source=(meter, 0))
+    g.add("SaveImage", 6, {"filename_prefix": "bokeh/sheet"}, size=(400, 420), images=(sheet, 0))
+    g.add("PreviewImage", 6, title="Blur vs K", size=(400, 300), images=(meter, 2))
+    g.add("SaveImage", 7, {"filename_prefix": "bokeh/sweep"}, size=(400, 420), images=(color, 0))
     g.save("bokeh_grounded_sweep_checkpoint.json" if checkpoint else "bokeh_grounded_sweep.json")
 
 
@@ -166,7 +180,7 @@ def list_sweep():
                     model=model, bokeh_adapter=adapter, blur_level=(levels, 0))
     sample = ksampler(g, 3, (applied, 0), pos, neg, latent)
     image = g.add("VAEDecode", 4, samples=(sample, 0), vae=vae)
-    g.add("SaveImage", 5, {"filename_prefix": "bokeh/list"}, size=(420, 460), images=(image, 0))
+    g.add("SaveImage", 5, {"filename_prefix": "bokeh/list"}, size=(400, 460), images=(image, 0))
     g.add("Note", 4, {"text": "One run per blur level (ComfyUI list semantics): the FLOAT list of Bokeh Blur Levels "
                       "runs Apply Bokeh Adapter, KSampler and the rest once per value. Without grounding the scene "
                       "may drift between levels; the grounded sweep workflow keeps it."}, size=(340, 140))

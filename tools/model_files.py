@@ -15,3 +15,20 @@ WHERE_TO_GET = {  # model folder -> where its file comes from
     "checkpoints": "a single-file FLUX.1-dev checkpoint, e.g. flux1-dev-fp8.safetensors (huggingface.co/Comfy-Org/flux1-dev)",
     "bokeh_diffusion": "the Bokeh Diffusion adapter from the authors (github.com/atfortes/BokehDiffusion: model.safetensors of the FLUX release; NTU S-Lab licence, non-commercial), renamed",
 }
+
+# What the frontend offers to download when a workflow's loader lacks its file
+# (node properties "models": name, url, directory). Only direct file URLs on huggingface.co get a
+# Download button; the adapter's row points to the authors' release page (non-commercial
+# licence, and the pack never downloads it).
+DOWNLOADS = {
+    FLUX_UNET: ("https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors", "diffusion_models"),
+    T5: ("https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors", "text_encoders"),
+    CLIP_L: ("https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors", "text_encoders"),
+    AE: ("https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors", "vae"),
+    FLUX_CKPT: ("https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev-fp8.safetensors", "checkpoints"),
+    ADAPTER: ("https://github.com/atfortes/BokehDiffusion", "bokeh_diffusion"),
+}
+
+
+def model_rows(*names: str) -> list[dict]:
+    return [{"name": n, "url": DOWNLOADS[n][0], "directory": DOWNLOADS[n][1]} for n in names]

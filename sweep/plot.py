@@ -1,0 +1,79 @@
+"""A picture of how blur follows K: sharpness against blur level, the pivot marked, the verdict in
+the title. Drawn with Pillow (which ComfyUI ships), returned as an IMAGE tensor."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+WIDTH, HEIGHT = 720, 440
+MARGIN = dict(left=70, right=24, top=74, bottom=56)
+BACK, AXES, GRID, LINE, POINT, PIVOT, TEXT = (22, 22, 26), (150, 150, 160), (48, 48, 56), (90, 150, 230), (120, 180, 255), (250, 180, 60), (230, 230, 235)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one fixed-size default font
+        return ImageFont.load_default()
+
+
+def _ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """Round tick values covering low..high."""
+    if high <= low:
+        return [low]
+    raw = (high - low) / max(1, count - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    start = math.floor(low / step) * step
+    return [start + i * step for i in range(int(math.ceil((high - start) / step)) + 1)]
+
+
+def sweep_plot(ks: list[float], sharpness: list[float], pivot: int | None, title: str, subtitle: str) -> torch.Tensor:
+    """ks, sharpness: one value per image; pivot: index of the pivot image (or None).
+    Returns (1, HEIGHT, WIDTH, 3) floats in 0..1."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (WIDTH, HEIGHT), BACK)
+    draw = ImageDraw.Draw(img)
+    x0, x1 = MARGIN["left"], WIDTH - MARGIN["right"]
+    y0, y1 = MARGIN["top"], HEIGHT - MARGIN["bottom"]
+    kx = _ticks(min(ks), max(ks)) if ks else [0.0]
+    sy = _ticks(min(sharpness), max(sharpness)) if sharpness else [0.0]
+    klo, khi = kx[0], max(kx[-1], kx[0] + 1e-6)
+    slo, shi = sy[0], max(sy[-1], sy[0] + 1e-6)
+
+    def px(k, s):
+        return x0 + (k - klo) / (khi - klo) * (x1 - x0), y1 - (s - slo) / (shi - slo) * (y1 - y0)
+
+    small, big = _font(13), _font(17)
+    for k in kx:
+        x, _ = px(k, slo)
+        draw.line([(x, y0), (x, y1)], fill=GRID)
+        draw.text((x, y1 + 6), f"{k:g}", fill=TEXT, font=small, anchor="ma")
+    for s in sy:
+        _, y = px(klo, s)
+        draw.line([(x0, y), (x1, y)], fill=GRID)
+        draw.text((x0 - 8, y), f"{s:.3g}", fill=TEXT, font=small, anchor="rm")
+    draw.rectangle([x0, y0, x1, y1], outline=AXES)
+    draw.text(((x0 + x1) / 2, HEIGHT - 20), "blur level K", fill=TEXT, font=small, anchor="mm")
+    draw.text((x0, y0 - 4), "sharpness (higher = sharper)", fill=AXES, font=small, anchor="ld")
+    draw.text((WIDTH / 2, 14), title, fill=TEXT, font=big, anchor="ma")
+    draw.text((WIDTH / 2, 38), subtitle, fill=TEXT, font=small, anchor="ma")
+
+    order = sorted(range(len(ks)), key=lambda i: ks[i])
+    points = [px(ks[i], sharpness[i]) for i in order]
+    if len(points) > 1:
+        draw.line(points, fill=LINE, width=2)
+    for i in order:
+        x, y = px(ks[i], sharpness[i])
+        if i == pivot:
+            draw.ellipse([x - 8, y - 8, x + 8, y + 8], outline=PIVOT, width=3)
+            draw.text((x, y - 12), "pivot", fill=PIVOT, font=small, anchor="md")
+        draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=POINT)
+    pixels = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(pixels).unsqueeze(0)
