@@ -54,11 +54,12 @@ class BokehPivotBatch(io.ComfyNode):
                 io.String.Input("targets", display_name="Targets", default="0, 4, 8, 12, 18, 28", tooltip="Target blur levels, separated by commas."),
                 io.Float.Input("grounding", display_name="Grounding", default=0.8, min=0.0, max=1.0, step=0.05, display_mode=io.NumberDisplay.slider,
                                tooltip="Share of the sampler's steps grounded on the pivot: 0.8 = 24 of 30 steps (the reference). "
-                               "0 = independent images from the same noise."),
+                               "0 = independent images from the same noise. Not used while Grounding Steps is 0 or more."),
                 io.Float.Input("target_levels", display_name="Target Levels", optional=True, force_input=True,
                                tooltip="Optional FLOAT list (Bokeh Blur Levels) of targets; used instead of the text."),
                 io.Int.Input("grounding_steps", display_name="Grounding Steps", default=-1, min=-1, max=10000, optional=True, **ADVANCED,
-                             tooltip="Advanced: exact number of grounded steps; -1 uses the 'grounding' share."),
+                             tooltip="Advanced: exact number of grounded steps. When 0 or more it wins over Grounding (the node "
+                             "says so); -1 = off, Grounding decides."),
             ],
             outputs=[
                 io.Model.Output(display_name="Model", tooltip="The model, grounding on the pivot row."),

@@ -107,3 +107,18 @@ def test_a_listed_adapter_loads_through_the_api(server):
     else:
         pytest.fail(f"prompt did not finish: {history}")
     assert history[prompt_id]["status"]["status_str"] == "success"
+
+
+def test_the_frontend_gets_labels_docs_script_and_templates(server):
+    folder = harness.PACK_DIR_NAME
+    scripts = requests.get(server + "/extensions", timeout=30).json()
+    assert f"/extensions/{folder}/bokeh_ui.js" in scripts
+    assert "BOKEH_SWEEP" in requests.get(f"{server}/extensions/{folder}/bokeh_ui.js", timeout=30).text
+    doc = requests.get(f"{server}/extensions/{folder}/docs/BokehApplyAdapter.md", timeout=30)
+    assert doc.ok and doc.text.startswith("# Apply Bokeh Adapter")
+    i18n = requests.get(server + "/i18n", timeout=30).json()
+    assert i18n["en"]["nodeDefs"]["BokehApplyAdapter"]["inputs"]["blur_level"]["name"] == "Blur Level"
+    templates = requests.get(server + "/workflow_templates", timeout=30).json()
+    assert sorted(templates[folder]) == ["bokeh_grounded_sweep", "bokeh_grounded_sweep_checkpoint", "bokeh_list_sweep", "bokeh_single_image"]
+    thumb = requests.get(f"{server}/api/workflow_templates/{folder}/bokeh_grounded_sweep.jpg", timeout=30)
+    assert thumb.ok and thumb.content[:3] == b"\xff\xd8\xff"

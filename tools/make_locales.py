@@ -1,0 +1,127 @@
+"""Writes what the frontend reads of the pack's nodes, from the live V3 schemas:
+- locales/en/nodeDefs.json: labels, descriptions and tooltips, so the frontend shows the same
+  labels whether it reads V3 display names (newer frontends) or only the locale file (ComfyUI
+  0.3.75's frontend 1.32.9);
+- web/docs/<NodeId>.md: the node documentation panel's page (what the node does, a small
+  example, then its inputs and outputs as tables made from the same schema).
+
+    python tools/make_locales.py      # in the venv of scripts/setup.sh
+
+tests/test_frontend_files.py checks that the committed files equal what this writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import inprocess  # noqa: E402
+
+OUT = inprocess.REPO / "locales" / "en" / "nodeDefs.json"
+DOCS = inprocess.REPO / "web" / "docs"
+
+# Per node: what it is for, and a small example (Markdown). The tables come from the schema.
+PAGES = {
+    "BokehAdapterLoader": (
+        "Loads the Bokeh Diffusion FLUX adapter, the authors' released weights, from `models/bokeh_diffusion`. "
+        "The file is recognised by its keys and shapes, not its name; a LoRA, IP-Adapter or ControlNet file is "
+        "named as such in the error. Only files in the list are ever opened.",
+        "Put the authors' `model.safetensors` (583 MB, non-commercial licence) into `ComfyUI/models/bokeh_diffusion/`, "
+        "refresh, pick it here, and connect **Bokeh Adapter** to *Apply Bokeh Adapter*.",
+    ),
+    "BokehApplyAdapter": (
+        "Gives a FLUX.1 model a physical defocus-blur control: the **Blur Level** K runs from 0 (everything sharp) "
+        "to 30 (strongest bokeh). Returns a patched copy; the input model is untouched.",
+        "*UNETLoader* -> *ModelSamplingFlux* -> **Apply Bokeh Adapter** (Blur Level 20) -> *KSampler*. "
+        "For one image per level, connect a FLOAT list from *Bokeh Blur Levels* to Blur Level. "
+        "Accepted: 0..30; -10..40 runs as an extrapolation (warned); beyond is an error.",
+    ),
+    "BokehPivotBatch": (
+        "Renders a whole blur sweep in one sampling run with the same scene: the batch is "
+        "`[pivot, target 1..N]` on one seed's noise, and every target is grounded on the pivot "
+        "(grounded self-attention) for the first part of the steps.",
+        "*Apply Bokeh Adapter* -> **Bokeh Pivot Batch** (Pivot Blur 15, Targets `0, 8, 16, 28`, Grounding 0.8) -> "
+        "both **Model** and **Latent** into one *KSampler*; **Sweep** into Colour Match, Contact Sheet and Blur Meter. "
+        "Use either Grounding (a share of the steps) or Grounding Steps (an exact count; -1 = off): when Grounding "
+        "Steps is set it wins, and the node says so.",
+    ),
+    "BokehBlurLevels": (
+        "Makes a list of blur levels: evenly spaced from Start to End, or the explicit Levels text.",
+        "Start 0, End 30, Count 7 -> **Blur Levels** into *Apply Bokeh Adapter*'s Blur Level (one run per level), or "
+        "**Levels Text** into *Bokeh Pivot Batch*'s Targets.",
+    ),
+    "BokehColorMatch": (
+        "Harmonises a sweep's colours as the paper does: each image's CIE Lab mean is moved to the pivot's "
+        "(Reinhard statistics matching). The pivot row is returned unchanged.",
+        "*VAEDecode* -> **Bokeh Colour Match** (Sweep from Pivot Batch) -> *Save Image*.",
+    ),
+    "BokehContactSheet": (
+        "Lays a sweep out in one labelled grid: `K` under each image, the pivot marked.",
+        "*Bokeh Colour Match* -> **Bokeh Contact Sheet** (Sweep from Pivot Batch, Columns 0 = automatic) -> *Save Image*.",
+    ),
+    "BokehBlurMeter": (
+        "Measures each image's sharpness (the log variance of its Laplacian, the quantity behind the paper's LVCorr) "
+        "and, for a sweep, how blur follows K: linear and rank correlation, and whether blur rises with K "
+        "(or falls: monotonic in the wrong direction). The node shows a plot of sharpness against K.",
+        "*Bokeh Colour Match* -> **Bokeh Blur Meter** (Sweep from Pivot Batch); **Report** into *Preview Any* (a Markdown "
+        "table), **Plot** into *Preview Image*.",
+    ),
+}
+
+
+def node_defs() -> dict:
+    """{node id: {"display_name", "description", "inputs": {id: {"name", "tooltip"}}, "outputs": {slot: ...}}}."""
+    inprocess.load_pack()
+    import nodes
+
+    out = {}
+    for node_id, cls in sorted(nodes.NODE_CLASS_MAPPINGS.items()):
+        if not node_id.startswith("Bokeh") or node_id.startswith("BokehTest"):
+            continue
+        schema = cls.GET_SCHEMA()
+        entry = {"display_name": schema.display_name, "description": schema.description, "inputs": {}, "outputs": {}}
+        for inp in schema.inputs:
+            entry["inputs"][inp.id] = {"name": inp.display_name or inp.id, "tooltip": inp.tooltip}
+        for slot, outp in enumerate(schema.outputs):
+            entry["outputs"][str(slot)] = {"name": outp.display_name, "tooltip": outp.tooltip}
+        out[node_id] = entry
+    return out
+
+
+def render() -> str:
+    return json.dumps(node_defs(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _cell(text) -> str:
+    return (text or "-").replace("|", "\\|").replace("\n", " ")
+
+
+def doc_pages() -> dict[str, str]:
+    """{node id: Markdown page}."""
+    pages = {}
+    for node_id, entry in node_defs().items():
+        what, example = PAGES[node_id]
+        lines = [f"# {entry['display_name']}", "", what, "", "## Example", "", example, "", "## Inputs", "",
+                 "| input | what it is |", "|---|---|"]
+        lines += [f"| {_cell(i['name'])} | {_cell(i['tooltip'])} |" for i in entry["inputs"].values()]
+        lines += ["", "## Outputs", "", "| output | what it is |", "|---|---|"]
+        lines += [f"| {_cell(o['name'])} | {_cell(o['tooltip'])} |" for o in entry["outputs"].values()]
+        pages[node_id] = "\n".join(lines) + "\n"
+    return pages
+
+
+def main():
+    inprocess.quiet_host_logging()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(render())
+    DOCS.mkdir(parents=True, exist_ok=True)
+    for node_id, page in doc_pages().items():
+        (DOCS / f"{node_id}.md").write_text(page)
+    print("wrote", OUT.relative_to(inprocess.REPO), "and", DOCS.relative_to(inprocess.REPO))
+
+
+if __name__ == "__main__":
+    main()
