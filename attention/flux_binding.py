@@ -14,10 +14,16 @@ How the adapter meets the host (ComfyUI >= 0.3.76; read in 0.3.75+4967f81 and 0.
 - the adapter's weights ride as an additional model (its own ModelPatcher), so ComfyUI's model
   management loads them with the model and offloads them with it.
 - nothing heavy in ``model_options``: the binding is shared, not copied, by clone().
+- hosts that rebuild a model (0.16+: ``clone(disable_dynamic=True)`` from
+  ``cached_patcher_init`` for TorchCompileModel, hooked conditioning, Select Model Device; and
+  MultiGPU work units, 0.23+) copy object patches onto a fresh model: an ON_CLONE callback
+  re-makes the norm wrappers around the fresh model's own norms, and an ON_DEEPCLONE_MULTIGPU
+  callback points a device's clone at that device's copy of the adapter.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from dataclasses import dataclass, field
@@ -300,19 +306,85 @@ def norm_paths(block_type: str, index: int) -> str:
     return f"diffusion_model.single_blocks.{index}.norm"
 
 
-def adapter_patcher(adapter: BokehAdapter, model, owned: dict):
-    """The ModelPatcher that carries ``adapter``'s weights for ``model``'s devices. ``owned`` is
-    a dict of the loaded adapter's: the patcher lives exactly as long as the weights it carries
-    (ComfyUI frees a model's weights when its patcher goes; a patcher kept elsewhere would pin
-    them). Model clones share it: no weight copy per clone."""
+def _patcher_class(disable_dynamic: bool = False):
+    """The host's own patcher class for extra models: ``CoreModelPatcher`` (dynamic VRAM on
+    0.16+ where enabled), else ``ModelPatcher``. Feature-probed."""
     import comfy.model_patcher
 
+    if disable_dynamic:
+        return comfy.model_patcher.ModelPatcher
+    return getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
+
+
+def _fresh_adapter_patcher(adapter: BokehAdapter, load_device, offload_device, disable_dynamic: bool = False):
+    """``cached_patcher_init`` factory: a patcher over a copy of the adapter's weights, for hosts
+    that give each device its own model (MultiGPU work units) or rebuild a model."""
+    return _patcher_class(disable_dynamic)(copy.deepcopy(adapter), load_device=load_device, offload_device=offload_device)
+
+
+def adapter_patcher(adapter: BokehAdapter, model, owned: dict):
+    """The patcher that carries ``adapter``'s weights for ``model``'s devices. ``owned`` is a
+    dict of the loaded adapter's: the patcher lives exactly as long as the weights it carries
+    (ComfyUI frees a model's weights when its patcher goes; a patcher kept elsewhere would pin
+    them). Model clones share it: no weight copy per clone."""
     key = (id(adapter), str(model.load_device), str(model.offload_device))
     patcher = owned.get(key)
     if patcher is None or patcher.model is not adapter:
-        patcher = comfy.model_patcher.ModelPatcher(adapter, load_device=model.load_device, offload_device=model.offload_device)
+        patcher = _patcher_class()(adapter, load_device=model.load_device, offload_device=model.offload_device)
+        if hasattr(patcher, "cached_patcher_init"):  # 0.23+: what deepclone_multigpu rebuilds from
+            patcher.cached_patcher_init = (_fresh_adapter_patcher, (adapter, model.load_device, model.offload_device))
         owned[key] = patcher
     return patcher
+
+
+def _base_norm(model, path: str, rebuilt: bool):
+    """The norm at ``path`` that the adapter wraps: what the patcher would run there (another
+    node's object patch included), under any wrapper of ours. For a ``rebuilt`` model the copied
+    object patches belong to the old model, so its own module is taken."""
+    import comfy.utils
+
+    base = None if rebuilt else model.object_patches.get(path)
+    if base is None and getattr(model, "object_patches_backup", None):
+        base = model.object_patches_backup.get(path)  # the model is patched in right now
+    if base is None:
+        base = comfy.utils.get_attr(model.model, path)
+    return base.base if isinstance(base, BokehQKNorm) else base
+
+
+def _norm_wrappers(model, binding: "BokehAttention", rebuilt: bool = False) -> dict:
+    """{norm path: object patch} for ``binding`` on ``model``: the adapter's low-rank pairs around
+    ``model``'s own norms (blocks without query/key pairs keep their norm)."""
+    norms = {}
+    for (block_type, index), adapter_index in binding.block_map.items():
+        path = norm_paths(block_type, index)
+        base = _base_norm(model, path, rebuilt)
+        to_q = binding.adapter.pair(adapter_index, "to_q_adp")
+        to_k = binding.adapter.pair(adapter_index, "to_k_adp")
+        norms[path] = BokehQKNorm(base, to_q, to_k, binding.lora_scale) if (to_q or to_k) else base
+    return norms
+
+
+def _on_clone(original, clone) -> None:
+    """ON_CLONE: a clone over a fresh model (a rebuild) gets wrappers around ITS norms; a clone
+    that shares the model keeps the shared wrappers."""
+    binding = current_binding(clone)
+    if binding is None or clone.model is original.model:
+        return
+    for path, obj in _norm_wrappers(clone, binding, rebuilt=True).items():
+        clone.object_patches[path] = obj
+
+
+def _on_deepclone_multigpu(original, clone) -> None:
+    """ON_DEEPCLONE_MULTIGPU: the device's clone uses the device's copy of the adapter (made by
+    the adapter patcher's own deepclone), in its binding and in its norm wrappers."""
+    binding = current_binding(clone)
+    patchers = clone.additional_models.get(ADDITIONAL_MODELS_KEY) or []
+    if binding is None or not patchers or patchers[0].model is binding.adapter:
+        return
+    rebound = binding.with_options(adapter=patchers[0].model)
+    clone.model_options["transformer_options"][BINDING_KEY] = rebound
+    for path, obj in _norm_wrappers(clone, rebound, rebuilt=True).items():
+        clone.object_patches[path] = obj
 
 
 def apply_adapter(model, adapter: BokehAdapter, adapter_patcher, block_map, k_values, bokeh_scale=1.0, lora_scale=1.0, source=""):
@@ -321,22 +393,13 @@ def apply_adapter(model, adapter: BokehAdapter, adapter_patcher, block_map, k_va
     Applying to a model that already carries a Bokeh adapter replaces it (no stacking).
     Everything that can fail is checked before the clone is touched, so nothing is half-patched.
     """
+    import comfy.patcher_extension as ext
+
     previous = current_binding(model)
     if previous is not None:
         log.info("Bokeh adapter: replacing the adapter already on this model (%s); adapters do not stack", previous.source or "?")
-
-    norms = {}
-    for (block_type, index), adapter_index in block_map.items():
-        path = norm_paths(block_type, index)
-        base = model.get_model_object(path)
-        if isinstance(base, BokehQKNorm):
-            base = base.base
-        to_q = adapter.pair(adapter_index, "to_q_adp")
-        to_k = adapter.pair(adapter_index, "to_k_adp")
-        norms[path] = BokehQKNorm(base, to_q, to_k, lora_scale) if (to_q or to_k) else base
-
     binding = BokehAttention(adapter, block_map, k_values, bokeh_scale, lora_scale, source=source)
-    import comfy.patcher_extension
+    norms = _norm_wrappers(model, binding)
 
     out = model.clone()
     if previous is not None:  # drop the old adapter's norm wrappers on blocks the new one leaves alone
@@ -346,8 +409,14 @@ def apply_adapter(model, adapter: BokehAdapter, adapter_patcher, block_map, k_va
     for path, obj in norms.items():
         out.add_object_patch(path, obj)
     out.model_options.setdefault("transformer_options", {})[BINDING_KEY] = binding
-    out.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
-    out.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, bokeh_model_call)
+    out.remove_wrappers_with_key(ext.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
+    out.add_wrapper_with_key(ext.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, bokeh_model_call)
+    callbacks = {"ON_CLONE": _on_clone, "ON_DEEPCLONE_MULTIGPU": _on_deepclone_multigpu}
+    for name, fn in callbacks.items():
+        kind = getattr(ext.CallbacksMP, name, None)  # ON_DEEPCLONE_MULTIGPU: 0.23+
+        if kind is not None:
+            out.remove_callbacks_with_key(kind, WRAPPER_KEY)
+            out.add_callback_with_key(kind, WRAPPER_KEY, fn)
     out.set_additional_models(ADDITIONAL_MODELS_KEY, [adapter_patcher])
     return out
 

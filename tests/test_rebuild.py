@@ -1,0 +1,82 @@
+"""Hosts that rebuild the model under the pack (ComfyUI 0.16+: clone(disable_dynamic=True) /
+force_deepcopy from cached_patcher_init; 0.23+: MultiGPU work units via deepclone_multigpu):
+the adapted model gives the same outputs and never runs modules of another model instance.
+Each test runs where the host has the feature (feature-probed) and says so where it has not."""
+
+import harness
+import pytest
+import reference
+import torch
+
+CFG = harness.TINY
+N_BLOCKS = CFG["depth"] + CFG["depth_single_blocks"]
+
+
+@pytest.fixture(scope="module")
+def patched(pack, tmp_path_factory):
+    """A tiny FLUX that a host can rebuild (a cached_patcher_init factory, as core loaders set),
+    with the adapter applied."""
+    import comfy.model_patcher
+
+    if not hasattr(comfy.model_patcher.ModelPatcher(torch.nn.Linear(1, 1), "cpu", "cpu"), "cached_patcher_init"):
+        pytest.skip("this ComfyUI does not rebuild models (no cached_patcher_init: before 0.16)")
+    path = harness.write_adapter(tmp_path_factory.mktemp("rebuild_models"),
+                                 reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=31), name="rebuild.safetensors")
+
+    def factory(disable_dynamic=False):
+        return harness.tiny_flux(seed=9)
+
+    base = factory()
+    base.cached_patcher_init = (factory, ())
+    nodes = harness.pack_module("nodes.adapter")
+    loaded = nodes.BokehAdapterLoader.execute(path.name).result[0]
+    return nodes.BokehApplyAdapter.execute(base, loaded, 17.0).result[0]
+
+
+def inputs():
+    g = torch.Generator().manual_seed(12)
+    return (torch.randn(2, 16, 8, 8, generator=g), torch.full((2,), 0.6), torch.randn(2, 8, CFG["context_in_dim"], generator=g),
+            torch.randn(2, CFG["vec_in_dim"], generator=g), torch.full((2,), 3.0))
+
+
+def own_modules_only(clone):
+    """Every norm the clone's patches run is a module of the clone's own model."""
+    flux_binding = harness.pack_module("attention.flux_binding")
+    own = {id(m) for m in clone.model.modules()}
+    for path, obj in clone.object_patches.items():
+        if isinstance(obj, flux_binding.BokehQKNorm):
+            assert id(obj.base) in own, f"{path} wraps a norm of another model"
+            assert all(id(m) in own for m in obj.children()), f"{path} holds modules of another model"
+
+
+def test_rebuilt_model_gives_the_same_outputs(patched):
+    expected = harness.diffusion_forward(patched, *inputs())
+    rebuilt = patched.clone(force_deepcopy=True)  # what clone(disable_dynamic=True) does on a dynamic model
+    assert rebuilt.model is not patched.model
+    own_modules_only(rebuilt)
+    assert torch.allclose(harness.diffusion_forward(rebuilt, *inputs()), expected, rtol=0, atol=1e-6)
+
+
+def test_multigpu_deepclone_gets_its_own_adapter(patched):
+    import comfy.patcher_extension
+
+    if not hasattr(patched, "deepclone_multigpu") or not hasattr(comfy.patcher_extension.CallbacksMP, "ON_DEEPCLONE_MULTIGPU"):
+        pytest.skip("this ComfyUI has no MultiGPU work units (before 0.23)")
+    flux_binding = harness.pack_module("attention.flux_binding")
+    expected = harness.diffusion_forward(patched, *inputs())
+    clone = patched.deepclone_multigpu(new_load_device=torch.device("cpu"))
+    own_modules_only(clone)
+    adapter = flux_binding.current_binding(clone).adapter
+    assert adapter is not flux_binding.current_binding(patched).adapter  # the device's own copy
+    assert clone.additional_models[flux_binding.ADDITIONAL_MODELS_KEY][0].model is adapter
+    pairs = {id(m) for m in adapter.modules()}
+    for obj in clone.object_patches.values():
+        if isinstance(obj, flux_binding.BokehQKNorm):
+            assert id(obj.to_q) in pairs and id(obj.to_k) in pairs
+    assert torch.allclose(harness.diffusion_forward(clone, *inputs()), expected, rtol=0, atol=1e-6)
+
+
+def test_ordinary_clones_share_the_model_and_the_wrappers(patched):
+    clone = patched.clone()
+    assert clone.model is patched.model
+    assert all(clone.object_patches[p] is o for p, o in patched.object_patches.items())
