@@ -93,8 +93,9 @@ class BokehAttention:
     model call lives in a CallState that dies with the call.
     """
 
-    def __init__(self, adapter: BokehAdapter, block_map, k_values, bokeh_scale, lora_scale, grounding=None, source=""):
+    def __init__(self, adapter: BokehAdapter, block_map, k_values, bokeh_scale, lora_scale, grounding=None, source="", patchers=None):
         self.adapter = adapter
+        self.patchers = patchers  # the loaded adapter's patchers by devices (see adapter_patcher)
         self.block_map = dict(block_map)  # ("double"|"single", host index) -> adapter block
         self.k_values = tuple(float(k) for k in k_values)  # one per latent row, or one for all
         self.bokeh_scale = float(bokeh_scale)
@@ -109,7 +110,7 @@ class BokehAttention:
     def with_options(self, **changes) -> "BokehAttention":
         fields = dict(
             adapter=self.adapter, block_map=self.block_map, k_values=self.k_values, bokeh_scale=self.bokeh_scale,
-            lora_scale=self.lora_scale, grounding=self.grounding, source=self.source,
+            lora_scale=self.lora_scale, grounding=self.grounding, source=self.source, patchers=self.patchers,
         )
         fields.update(changes)
         return BokehAttention(**fields)
@@ -364,6 +365,19 @@ def _norm_wrappers(model, binding: "BokehAttention", rebuilt: bool = False) -> d
     return norms
 
 
+def bokeh_prepare_sampling(executor, model, *args, **kwargs):
+    """Prepare-sampling wrapper: the adapter's patcher follows the model's devices as they are
+    when sampling starts (Select Model Device and similar nodes move the model after Apply
+    Bokeh Adapter ran), so the weights are loaded where the model runs."""
+    binding = current_binding(model)
+    found = model.get_additional_models_with_key(ADDITIONAL_MODELS_KEY) if binding is not None else []
+    if found and binding.patchers is not None and (
+        str(found[0].load_device) != str(model.load_device) or str(found[0].offload_device) != str(model.offload_device)
+    ):
+        model.set_additional_models(ADDITIONAL_MODELS_KEY, [adapter_patcher(binding.adapter, model, binding.patchers)])
+    return executor(model, *args, **kwargs)
+
+
 def _on_clone(original, clone) -> None:
     """ON_CLONE: a clone over a fresh model (a rebuild) gets wrappers around ITS norms; a clone
     that shares the model keeps the shared wrappers."""
@@ -387,8 +401,9 @@ def _on_deepclone_multigpu(original, clone) -> None:
         clone.object_patches[path] = obj
 
 
-def apply_adapter(model, adapter: BokehAdapter, adapter_patcher, block_map, k_values, bokeh_scale=1.0, lora_scale=1.0, source=""):
+def apply_adapter(model, adapter: BokehAdapter, patchers: dict, block_map, k_values, bokeh_scale=1.0, lora_scale=1.0, source=""):
     """Return a clone of ``model`` with the adapter bound. ``model`` itself is not changed.
+    ``patchers``: the loaded adapter's dict of patchers (see adapter_patcher).
 
     Applying to a model that already carries a Bokeh adapter replaces it (no stacking).
     Everything that can fail is checked before the clone is touched, so nothing is half-patched.
@@ -398,7 +413,7 @@ def apply_adapter(model, adapter: BokehAdapter, adapter_patcher, block_map, k_va
     previous = current_binding(model)
     if previous is not None:
         log.info("Bokeh adapter: replacing the adapter already on this model (%s); adapters do not stack", previous.source or "?")
-    binding = BokehAttention(adapter, block_map, k_values, bokeh_scale, lora_scale, source=source)
+    binding = BokehAttention(adapter, block_map, k_values, bokeh_scale, lora_scale, source=source, patchers=patchers)
     norms = _norm_wrappers(model, binding)
 
     out = model.clone()
@@ -409,15 +424,16 @@ def apply_adapter(model, adapter: BokehAdapter, adapter_patcher, block_map, k_va
     for path, obj in norms.items():
         out.add_object_patch(path, obj)
     out.model_options.setdefault("transformer_options", {})[BINDING_KEY] = binding
-    out.remove_wrappers_with_key(ext.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY)
-    out.add_wrapper_with_key(ext.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, bokeh_model_call)
+    for kind, fn in ((ext.WrappersMP.DIFFUSION_MODEL, bokeh_model_call), (ext.WrappersMP.PREPARE_SAMPLING, bokeh_prepare_sampling)):
+        out.remove_wrappers_with_key(kind, WRAPPER_KEY)
+        out.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
     callbacks = {"ON_CLONE": _on_clone, "ON_DEEPCLONE_MULTIGPU": _on_deepclone_multigpu}
     for name, fn in callbacks.items():
         kind = getattr(ext.CallbacksMP, name, None)  # ON_DEEPCLONE_MULTIGPU: 0.23+
         if kind is not None:
             out.remove_callbacks_with_key(kind, WRAPPER_KEY)
             out.add_callback_with_key(kind, WRAPPER_KEY, fn)
-    out.set_additional_models(ADDITIONAL_MODELS_KEY, [adapter_patcher])
+    out.set_additional_models(ADDITIONAL_MODELS_KEY, [adapter_patcher(adapter, model, patchers)])
     return out
 
 

@@ -95,8 +95,7 @@ def with_adapter(model, name, k_values, grounding=None):
     dm = model.model.diffusion_model
     p = next(dm.parameters())
     module, block_map = adapter_for(name, p.dtype, p.device)
-    patcher = P.binding.adapter_patcher(module, model, _owned_patchers)
-    out = P.binding.apply_adapter(model, module, patcher, block_map, k_values[:1])
+    out = P.binding.apply_adapter(model, module, _owned_patchers, block_map, k_values[:1])
     if len(k_values) > 1 or grounding is not None:
         g = None if grounding is None else P.binding.Grounding(pivot=grounding[0], fraction=0.8, steps=grounding[1])
         out = P.binding.rebind(out, k_values=list(k_values), grounding=g)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..attention.errors import BokehModelError
-from ..attention.flux_binding import adapter_patcher, apply_adapter, compute_dtype, flux_blocks
+from ..attention.flux_binding import apply_adapter, compute_dtype, flux_blocks
 from ..weights.checkpoint import host_block_map
 from ..weights.folder import adapter_files, load_named, unlisted_reason
 from .common import ADVANCED, CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale, search_aliases
@@ -86,6 +86,5 @@ class BokehApplyAdapter(io.ComfyNode):
         block_map = host_block_map(dims, n_double, n_single, name)
         bokeh, lora = check_scale(bokeh_scale, "bokeh_scale"), check_scale(lora_scale, "lora_scale")
         adapter = bokeh_adapter.for_dtype(compute_dtype(model))
-        patcher = adapter_patcher(adapter, model, bokeh_adapter.patchers)
-        out = apply_adapter(model, adapter, patcher, block_map, [k], bokeh, lora, source=name)
+        out = apply_adapter(model, adapter, bokeh_adapter.patchers, block_map, [k], bokeh, lora, source=name)
         return io.NodeOutput(out)

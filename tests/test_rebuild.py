@@ -80,3 +80,22 @@ def test_ordinary_clones_share_the_model_and_the_wrappers(patched):
     clone = patched.clone()
     assert clone.model is patched.model
     assert all(clone.object_patches[p] is o for p, o in patched.object_patches.items())
+
+
+def test_adapter_weights_follow_the_model_to_its_device_at_sampling(pack, tmp_path):
+    """Select Model Device (and similar nodes) move a model after Apply Bokeh Adapter ran: when
+    sampling starts, the adapter's patcher is the one for the model's devices then."""
+    flux_binding = harness.pack_module("attention.flux_binding")
+    nodes = harness.pack_module("nodes.adapter")
+    path = harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], [0, 3], seed=32), name="devices.safetensors")
+    loaded = nodes.BokehAdapterLoader.execute(path.name).result[0]
+    patched = nodes.BokehApplyAdapter.execute(harness.tiny_flux(3), loaded, 5.0).result[0]
+    moved = patched.clone()
+    moved.load_device = torch.device("cpu", 0)  # another device than the one the adapter was applied for
+    seen = []
+    flux_binding.bokeh_prepare_sampling(lambda model, *a, **k: seen.append(model), moved, (1, 16, 8, 8), {})
+    (patcher,) = moved.get_additional_models_with_key(flux_binding.ADDITIONAL_MODELS_KEY)
+    assert seen == [moved] and str(patcher.load_device) == str(moved.load_device)
+    assert patcher.model is flux_binding.current_binding(moved).adapter  # the same weights, no copy
+    (before,) = patched.get_additional_models_with_key(flux_binding.ADDITIONAL_MODELS_KEY)
+    assert str(before.load_device) == str(patched.load_device)  # the model it came from is as it was
