@@ -246,9 +246,13 @@ def page(server, tmp_path_factory):
         driver.set_script_timeout(180)
         page = Page(driver, server["url"], server["log"])
         driver.get(server["url"])
-        page.wait("return !!(window.app && window.app.graph && window.LiteGraph && LiteGraph.registered_node_types"
-                  " && LiteGraph.registered_node_types['BokehApplyAdapter'] && app.canvas)", 180,
+        page.wait("return !!(window.app && window.app.graph && app.canvas && window.LiteGraph"
+                  " && LiteGraph.registered_node_types && LiteGraph.registered_node_types['KSampler'])", 180,
                   "the ComfyUI app (window.app, app.graph, the node definitions)")
+        ours_registered = page.js("return Object.keys(LiteGraph.registered_node_types).filter(t => t.startsWith('Bokeh'))")
+        if "BokehApplyAdapter" not in ours_registered:
+            page.screenshot("page_ready")
+            pytest.fail(f"the frontend has none of the pack's nodes ({ours_registered}); server log:\n{tail(server['log'])}")
         # Record the missing-node warnings the frontend raises while loading a workflow.
         page.js("""window.__bokehMissing = [];
                    const orig = app.showMissingNodesError.bind(app);
