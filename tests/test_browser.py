@@ -362,6 +362,20 @@ def test_the_page_lists_the_workflows_as_templates(page):
     assert not errors, "console errors about the pack while the page loaded:\n" + "\n".join(errors)
 
 
+def test_the_ui_script_colours_links_and_widens_nodes(page):
+    """web/bokeh_ui.js: the pack's two link types have colours, and a fresh Blur Meter node is
+    wide enough for its title."""
+    state = page.js("""
+        const LGC = window.LGraphCanvas || app.canvas.constructor;
+        const node = LiteGraph.createNode('BokehBlurMeter');
+        return {colors: LGC.link_type_colors, width: node.size[0],
+                titleWidth: app.canvas.ctx ? (app.canvas.ctx.font = LiteGraph.NODE_TEXT_SIZE + 'px Arial', app.canvas.ctx.measureText(node.title).width) : 0};
+    """)
+    assert state["colors"].get("BOKEH_ADAPTER") and state["colors"].get("BOKEH_SWEEP"), state["colors"]
+    assert state["colors"]["BOKEH_ADAPTER"] != state["colors"]["BOKEH_SWEEP"]
+    assert state["width"] >= 270 and state["width"] > state["titleWidth"] + 40, state
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_loads_without_missing_or_broken_nodes(page, loaded, path):
     state = loaded(path.stem)
