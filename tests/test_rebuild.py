@@ -99,3 +99,36 @@ def test_adapter_weights_follow_the_model_to_its_device_at_sampling(pack, tmp_pa
     assert patcher.model is flux_binding.current_binding(moved).adapter  # the same weights, no copy
     (before,) = patched.get_additional_models_with_key(flux_binding.ADDITIONAL_MODELS_KEY)
     assert str(before.load_device) == str(patched.load_device)  # the model it came from is as it was
+
+
+HOST_MODEL_NODES = {  # host nodes that take the MODEL after Apply Bokeh Adapter and may rebuild or move it
+    "TorchCompileModel": {"backend": "inductor"},  # 0.16+: clone(disable_dynamic=True); inductor runs on CPU with gcc
+    "SelectModelDevice": {"device": "cpu"},  # 0.23+
+}
+
+
+@pytest.mark.parametrize("node", HOST_MODEL_NODES)
+def test_host_model_nodes_after_apply_give_the_same_latents(pack, tmp_path_factory, node):
+    import nodes
+
+    if node not in nodes.NODE_CLASS_MAPPINGS:
+        pytest.skip(f"this ComfyUI has no {node} node")
+    if not hasattr(pack_patcher_class(), "cached_patcher_init"):  # before 0.16 these nodes only clone: tested elsewhere
+        pytest.skip(f"this ComfyUI does not rebuild models; {node} is a plain clone here")
+    harness.write_adapter(tmp_path_factory.mktemp("host_nodes"), reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=33),
+                          name=f"host_{node}.safetensors")
+    alone = harness.tiny_graph(f"host_{node}.safetensors", blur=20.0, steps=2)
+    expected = harness.run_prompt(alone)
+    assert expected.ok, expected.errors
+    after = dict(alone, host={"class_type": node, "inputs": {"model": ["apply", 0], **HOST_MODEL_NODES[node]}})
+    after["sample"] = dict(alone["sample"], inputs=dict(alone["sample"]["inputs"], model=["host", 0]))
+    got = harness.run_prompt(after)
+    assert got.ok, got.errors
+    a, b = expected.outputs["sample"][0][0]["samples"], got.outputs["sample"][0][0]["samples"]
+    assert torch.allclose(a, b, rtol=0, atol=1e-4), float((a - b).abs().max())  # compiled kernels may round differently
+
+
+def pack_patcher_class():
+    import comfy.model_patcher
+
+    return comfy.model_patcher.ModelPatcher(torch.nn.Linear(1, 1), "cpu", "cpu")
