@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
 import sys
@@ -110,11 +111,23 @@ class RunResult:
 
 
 def new_executor():
-    """A PromptExecutor as the server holds one: its caches live across the prompts it runs."""
+    """A PromptExecutor as the server holds one: its caches live across the prompts it runs.
+
+    Built as the host's ``main.py`` (``prompt_worker``) builds it with ``--cache-classic``: every
+    cache_args key is zero. 0.3.75 and 0.8.0 read "lru" and "ram"; 0.30.0's
+    ``PromptExecutor.execute_async`` also reads "ram_inactive" (main.py:349 there), which older
+    hosts ignore (they only ``.get`` or index the keys they know)."""
     load_pack()
     import execution
 
-    return execution.PromptExecutor(_Server(), cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0})
+    return execution.PromptExecutor(_Server(), cache_type=execution.CacheType.CLASSIC,
+                                    cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
+
+
+def _settled(value):
+    """A cache lookup's value: 0.30.0's caches are async (``HierarchicalCache.get`` is a
+    coroutine), older hosts' return the value itself."""
+    return asyncio.run(value) if inspect.isawaitable(value) else value
 
 
 def run_prompt(prompt: dict, outputs: list[str] | None = None, executor=None) -> RunResult:
@@ -131,7 +144,7 @@ def run_prompt(prompt: dict, outputs: list[str] | None = None, executor=None) ->
     executor.execute(prompt, prompt_id, {}, valid[2])
     node_outputs = {}
     for node_id in prompt:
-        entry = executor.caches.outputs.get(node_id)
+        entry = _settled(executor.caches.outputs.get(node_id))
         if entry is not None:
             node_outputs[node_id] = entry.outputs
     errors = {}
