@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-EPS = 1e-6
+EPS = 1e-6  # FLUX's layer norms, and its QK RMS norm up to ComfyUI 0.13 (FLUX's own RMSNorm)
 
 
 def lin(sd, name, x):
@@ -38,8 +38,20 @@ def layer_norm(x):
     return F.layer_norm(x, x.shape[-1:], eps=EPS)
 
 
-def rms(x, scale):
-    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + EPS) * scale
+def rms(x, scale, eps=EPS):
+    """RMS norm; ``eps=None`` is torch.nn.RMSNorm's default (the dtype's machine epsilon),
+    what ComfyUI 0.14 on uses for FLUX's QK norm."""
+    eps = torch.finfo(x.dtype).eps if eps is None else eps
+    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * scale
+
+
+def norm_weight(sd, name):
+    """An RMS norm's weight under whichever name the state dict has: ``scale`` (FLUX's own
+    RMSNorm, ComfyUI up to 0.13) or ``weight`` (torch.nn.RMSNorm, 0.14 on)."""
+    for key in (name + ".scale", name + ".weight"):
+        if key in sd:
+            return sd[key]
+    raise KeyError(f"{name}.scale / {name}.weight")
 
 
 def rope_angles(ids, axes_dim, theta):
@@ -130,9 +142,11 @@ def heads(x, h):
     return x.view(b, l, h, hd // h).transpose(1, 2)
 
 
-def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=None, ground=None, dtype=torch.float32):
+def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=None, ground=None, dtype=torch.float32,
+            rms_eps=EPS):
     """The FLUX diffusion model's output for latent x (B, C, H, W). k_inputs: network input per
-    row (K/30 or -1.0). ground: {row: pivot row} for rows grounded at this evaluation."""
+    row (K/30 or -1.0). ground: {row: pivot row} for rows grounded at this evaluation.
+    rms_eps: the QK RMS norm's eps (the host's; None = torch's default for the dtype)."""
     sd = {k: v.to(dtype) for k, v in sd.items()}
     x, context, y, timestep, guidance = (a.to(dtype) for a in (x, context, y, timestep, guidance))
     ground = ground or {}
@@ -163,8 +177,10 @@ def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=N
         tq, tk, tv = lin(sd, p + "txt_attn.qkv", layer_norm(txt) * (1 + tsc) + tsh).chunk(3, dim=-1)
         iq, ik = qk_update(adapter, i, iq, "to_q_adp"), qk_update(adapter, i, ik, "to_k_adp")
         iq, ik, iv, tq, tk, tv = (heads(t, nh) for t in (iq, ik, iv, tq, tk, tv))
-        iq, ik = rms(iq, sd[p + "img_attn.norm.query_norm.scale"]), rms(ik, sd[p + "img_attn.norm.key_norm.scale"])
-        tq, tk = rms(tq, sd[p + "txt_attn.norm.query_norm.scale"]), rms(tk, sd[p + "txt_attn.norm.key_norm.scale"])
+        iq = rms(iq, norm_weight(sd, p + "img_attn.norm.query_norm"), rms_eps)
+        ik = rms(ik, norm_weight(sd, p + "img_attn.norm.key_norm"), rms_eps)
+        tq = rms(tq, norm_weight(sd, p + "txt_attn.norm.query_norm"), rms_eps)
+        tk = rms(tk, norm_weight(sd, p + "txt_attn.norm.key_norm"), rms_eps)
         q, k, v = torch.cat([tq, iq], 2), torch.cat([tk, ik], 2), torch.cat([tv, iv], 2)
         attn = joint_attention(q, k, v, angles, adapter, i, k_inputs, ground)
         ta, ia = attn[:, :n_txt], attn[:, n_txt:]
@@ -185,7 +201,7 @@ def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=N
         q, k, v, mlp = torch.split(h, [hsz, hsz, hsz, mlp_hidden], dim=-1)
         q, k = qk_update(adapter, block, q, "to_q_adp"), qk_update(adapter, block, k, "to_k_adp")
         q, k, v = heads(q, nh), heads(k, nh), heads(v, nh)
-        q, k = rms(q, sd[p + "norm.query_norm.scale"]), rms(k, sd[p + "norm.key_norm.scale"])
+        q, k = rms(q, norm_weight(sd, p + "norm.query_norm"), rms_eps), rms(k, norm_weight(sd, p + "norm.key_norm"), rms_eps)
         attn = joint_attention(q, k, v, angles, adapter, block, k_inputs, ground)
         xs = xs + g * lin(sd, p + "linear2", torch.cat([attn, F.gelu(mlp, approximate="tanh")], -1))
 

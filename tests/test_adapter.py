@@ -44,10 +44,18 @@ def base_model(pack):
     return harness.tiny_flux(seed=5)
 
 
+def host_rms_eps(model):
+    """The eps of the host's FLUX QK norm, for the reference. torch.nn.RMSNorm (ComfyUI 0.14 on)
+    carries it as ``.eps`` (None: torch's default for the dtype); FLUX's own RMSNorm (up to 0.13)
+    has no such attribute and uses 1e-6 (comfy/ldm/flux/layers.py, RMSNorm.forward)."""
+    query_norm = model.model.diffusion_model.double_blocks[0].img_attn.norm.query_norm
+    return getattr(query_norm, "eps", reference.EPS)
+
+
 def reference_out(model, adapter_sd, args, k_inputs, **kw):
     sd = model.model.diffusion_model.state_dict()
     adapter = reference.Adapter(adapter_sd, **kw) if adapter_sd is not None else None
-    return reference.forward(sd, CFG, *args, adapter=adapter, k_inputs=k_inputs)
+    return reference.forward(sd, CFG, *args, adapter=adapter, k_inputs=k_inputs, rms_eps=host_rms_eps(model))
 
 
 def test_one_k_matches_reference(base_model, adapter_sd, adapter_path):
@@ -126,8 +134,11 @@ def test_clone_shares_adapter_weights(base_model, adapter_path):
     assert {p.data_ptr() for p in adapter_patcher.model.parameters()} == ptrs
     norm = clone.object_patches["diffusion_model.double_blocks.0.img_attn.norm"]
     assert norm.to_q.down.weight.data_ptr() in ptrs
-    # the norm wrapper keeps the host's parameter names (LoRA keys, model management)
-    assert {n for n, _ in norm.named_parameters()} == {"query_norm.scale", "key_norm.scale"}
+    # the norm wrapper keeps the host's parameter names (LoRA keys, model management):
+    # query_norm.scale up to ComfyUI 0.13, query_norm.weight (torch.nn.RMSNorm) from 0.14 on
+    host_norm = base_model.get_model_object("diffusion_model.double_blocks.0.img_attn.norm")
+    assert {n for n, _ in norm.named_parameters()} == {n for n, _ in host_norm.named_parameters()}
+    assert {n.rsplit(".", 1)[0] for n, _ in norm.named_parameters()} == {"query_norm", "key_norm"}
 
 
 def test_applying_twice_replaces(base_model, adapter_sd, adapter_path, tmp_path, caplog):

@@ -4,7 +4,7 @@ import harness
 import pytest
 import reference
 import torch
-from test_adapter import CFG, N_BLOCKS, apply, inputs, rel_err
+from test_adapter import CFG, N_BLOCKS, apply, host_rms_eps, inputs, rel_err
 
 SCHEDULE = torch.tensor([1.0, 0.8, 0.5, 0.2, 0.0])  # 4 steps; 2 grounded: sigma > 0.5
 
@@ -40,7 +40,8 @@ def grounded(mods, model, path, ks, pivot=0, steps=2, fraction=0.8):
 
 def ref(model, asd, args, k_inputs, ground):
     return reference.forward(model.model.diffusion_model.state_dict(), CFG, *args,
-                             adapter=reference.Adapter(asd), k_inputs=k_inputs, ground=ground)
+                             adapter=reference.Adapter(asd), k_inputs=k_inputs, ground=ground,
+                             rms_eps=host_rms_eps(model))
 
 
 def test_grounded_forward_matches_reference(mods, base_model, adapter_sd, adapter_path):
