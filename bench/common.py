@@ -51,7 +51,8 @@ def build_model(name: str, device: str, dtype):
     g = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():
         for pname, p in model.diffusion_model.named_parameters():
-            if pname.endswith(".scale"):
+            # RMS norm weights: "scale" up to ComfyUI 0.13, torch.nn.RMSNorm's "weight" from 0.14 on
+            if pname.endswith(".scale") or (p.ndim == 1 and "norm" in pname and pname.endswith(".weight")):
                 p.fill_(1.0)
             elif p.ndim >= 2:
                 p.normal_(0, p[0].numel() ** -0.5, generator=g)
