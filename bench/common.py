@@ -60,7 +60,9 @@ def build_model(name: str, device: str, dtype):
                 p.normal_(0, 0.02, generator=g)
     model.diffusion_model.to(dtype)
     dev = torch.device(device)
-    return comfy.model_patcher.ModelPatcher(model, load_device=dev, offload_device=dev if device != "cpu" else mm.unet_offload_device())
+    # The host's own patcher class (ModelPatcherDynamic where Dynamic VRAM is enabled, 0.16+).
+    patcher_class = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
+    return patcher_class(model, load_device=dev, offload_device=dev if device != "cpu" else mm.unet_offload_device())
 
 
 def adapter_for(name: str, dtype, device):
