@@ -19,12 +19,12 @@ import common
 def enable_dynamic_vram() -> str:
     """What main.py does when comfy-aimdo works (ComfyUI 0.16+). Returns what happened."""
     import comfy.cli_args
-    import comfy.memory_management
     import comfy.model_management as mm
     import comfy.model_patcher
 
     if not hasattr(comfy.model_patcher, "ModelPatcherDynamic"):
         return "not in this ComfyUI (before 0.16)"
+    import comfy.memory_management
     try:
         import comfy_aimdo.control
     except ImportError:
