@@ -227,6 +227,11 @@ class CallOverride:
         self.other = other
         self.state: CallState | None = None
 
+    # Eager under torch.compile: TorchCompileModel (0.30.0) compiles the whole diffusion model with
+    # guards that skip transformer_options, and this per-call object and the binding are reached
+    # through it; traced, the second sampling step reused the first step's trace and its bias went
+    # wrong (max error 0.31 on a tiny model). Eager here, the backend call inside still runs as is.
+    @torch.compiler.disable
     def __call__(self, func, q, k, v, heads, **kwargs):
         other = self.other
         base = (lambda *a, **kw: other(func, *a, **kw)) if other is not None else func
