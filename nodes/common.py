@@ -60,10 +60,7 @@ SCALE_ACCEPTED = (-10.0, 10.0)  # bokeh_scale / lora_scale, as their widgets
 
 def check_blur(value, what: str = "blur level") -> float:
     """A blur level in the accepted range (K_ACCEPTED); outside 0..30 it extrapolates (warned)."""
-    try:
-        k = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise BokehInputError(f"The {what} must be a number from 0 to 30; got a {type(value).__name__}.") from None
+    k = _number(value, f"The {what}", "a number from 0 to 30")
     low, high = K_ACCEPTED
     if not math.isfinite(k) or not low <= k <= high:
         raise BokehInputError(
@@ -75,11 +72,15 @@ def check_blur(value, what: str = "blur level") -> float:
     return k
 
 
-def check_scale(value, what: str) -> float:
+def _number(value, what: str, expected: str) -> float:
     try:
-        s = float(value)
+        return float(value)
     except (TypeError, ValueError, OverflowError):
-        raise BokehInputError(f"{what} must be a number (1.0 is the reference); got a {type(value).__name__}.") from None
+        raise BokehInputError(f"{what} must be {expected}; got a {type(value).__name__}.") from None
+
+
+def check_scale(value, what: str) -> float:
+    s = _number(value, what, "a number (1.0 is the reference)")
     low, high = SCALE_ACCEPTED
     if not math.isfinite(s) or not low <= s <= high:
         raise BokehInputError(f"{what} is {s:g}; expected a number from {low:g} to {high:g} (1.0 is the reference).")
@@ -88,10 +89,7 @@ def check_scale(value, what: str) -> float:
 
 def check_fraction(value, what: str) -> float:
     """A share from 0 to 1 (e.g. the grounded share of the steps)."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise BokehInputError(f"{what} must be a number from 0 to 1; got a {type(value).__name__}.") from None
+    f = _number(value, what, "a number from 0 to 1")
     if not math.isfinite(f) or not 0.0 <= f <= 1.0:
         raise BokehInputError(f"{what} is {f:g}; expected a share from 0 (none) to 1 (every step).")
     return f

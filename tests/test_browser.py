@@ -20,9 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -58,12 +55,6 @@ def ours(node_type: str) -> bool:
     return node_type.startswith("Bokeh") and not node_type.startswith("BokehTest")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tail(path: Path, n: int = 3000) -> str:
     try:
         return path.read_text(errors="replace")[-n:]
@@ -88,7 +79,6 @@ NODE_CLASS_MAPPINGS = dict(tiny_nodes.TEST_NODES)
 def server(tmp_path_factory):
     if not HAVE_BROWSER:  # only reached with CI set (else the module is skipped)
         pytest.fail(f"CI=true but {CHROMIUM} or {CHROMEDRIVER} is missing: run `bash scripts/browser_deps.sh` first")
-    root = harness.boot()
     base = tmp_path_factory.mktemp("browser_base")
     nodes_dir = base / "custom_nodes"
     nodes_dir.mkdir()
@@ -116,36 +106,8 @@ def server(tmp_path_factory):
         "Comfy.TutorialCompleted": True, "Comfy.Locale": "en", "Comfy.Workflow.ShowMissingNodesWarning": True,
         "LiteGraph.Canvas.MinFontSizeForLOD": 0}))
 
-    port = free_port()
-    log_path = base / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(root / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-         "--base-directory", str(base), "--disable-auto-launch"],
-        cwd=base, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("ComfyUI exited: " + tail(log_path))
-            try:
-                if requests.get(url + "/system_stats", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("ComfyUI did not start: " + tail(log_path))
-            time.sleep(0.5)
-        yield {"url": url, "base": base, "log": log_path}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with harness.comfy_server(base) as url:
+        yield {"url": url, "base": base, "log": base / "server.log"}
 
 
 # --- the browser -----------------------------------------------------------------------------

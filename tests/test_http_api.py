@@ -5,8 +5,6 @@ files only; a listed adapter loads."""
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 
@@ -18,15 +16,8 @@ import requests
 CFG = harness.TINY
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(pack, tmp_path_factory):
-    root = harness.boot()
     base = tmp_path_factory.mktemp("http_base")
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / harness.PACK_DIR_NAME).symlink_to(harness.REPO, target_is_directory=True)
@@ -37,36 +28,8 @@ def server(pack, tmp_path_factory):
     save_file(reference.random_adapter_sd(CFG["hidden_size"], [0], seed=5), str(models / "api_adapter.safetensors"))
     os.mkfifo(models / "api_fifo.safetensors")
     (models / "api_device.safetensors").symlink_to("/dev/zero")
-    port = free_port()
-    log = open(base / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(root / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-         "--base-directory", str(base), "--disable-auto-launch"],
-        cwd=base, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("ComfyUI exited: " + (base / "server.log").read_text()[-3000:])
-            try:
-                if requests.get(url + "/system_stats", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("ComfyUI did not start: " + (base / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
+    with harness.comfy_server(base) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def post_loader(url, name):

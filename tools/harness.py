@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import inprocess
 import tiny_nodes
 from inprocess import *  # noqa: F401,F403
@@ -72,3 +75,51 @@ def tiny_graph(adapter_name=None, blur=15.0, steps=3, cfg=1.0):
     g["sample"] = ksampler_node(model, ["latent", 0], steps=steps, cfg=cfg, seed=7)
     g["save"] = {"class_type": "SaveLatent", "inputs": {"samples": ["sample", 0], "filename_prefix": "bokeh_test"}}
     return g
+
+
+@contextlib.contextmanager
+def comfy_server(base):
+    """The real ComfyUI (``main.py --cpu``) on a free loopback port with ``base`` as its base
+    directory; yields its URL once it answers, and stops it (by its process) on exit. The log is
+    ``base/server.log``."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    root = boot()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = Path(base) / "server.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, str(root / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+         "--base-directory", str(base), "--disable-auto-launch"],
+        cwd=base, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("ComfyUI exited: " + log_path.read_text()[-3000:])
+            try:
+                if requests.get(url + "/system_stats", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("ComfyUI did not start: " + log_path.read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
