@@ -1,6 +1,7 @@
 """The Bokeh adapter in plain torch: K embedding, low-rank pairs, per-block bokeh bias.
 
-Spec: shared/spec/bokeh-diffusion.md sections 1 and 2. No ComfyUI import here.
+Spec: shared/spec/bokeh-diffusion.md sections 1 and 2; the photo adapter (BokehDepth stage 1,
+bokehdepth-photo.md) is the same module with another K mapping. No ComfyUI import here.
 
 Module names mirror the released checkpoint's keys, so a state dict loads with
 ``load_state_dict(strict=True)``:
@@ -21,11 +22,25 @@ from torch import nn
 K_RANGE = 30.0
 UNCOND_INPUT = -1.0
 PAIR_NAMES = ("to_q_adp", "to_k_adp", "to_v_bokeh", "to_k_bokeh")
+# Adapter flavours, told from the file's keys (weights/checkpoint.py).
+TEXT = "text"  # Bokeh Diffusion, FLUX.1-dev text-to-image: K / 30, no clamp
+PHOTO = "photo"  # BokehDepth stage 1, FLUX.1-Kontext-dev image-to-image: clamp(K, 1, 30) / 30
+PHOTO_K_MIN = 1.0
+FLAVOUR_NAMES = {TEXT: "text-to-image adapter (Bokeh Diffusion, FLUX.1-dev)",
+                 PHOTO: "photo adapter (BokehDepth, FLUX.1 Kontext)"}
 
 
-def k_to_input(k: float) -> float:
-    """User-facing blur level K (0..30) -> the float the embedding MLP sees."""
-    return float(k) / K_RANGE
+def effective_k(k: float, flavour: str = TEXT) -> float:
+    """The blur level the adapter acts on: the photo adapter was trained on 1..30 and its
+    reference clamps K to that range (K 0.5 acts as 1, K 45 as 30); the text-to-image adapter
+    takes K as it is."""
+    k = float(k)
+    return min(max(k, PHOTO_K_MIN), K_RANGE) if flavour == PHOTO else k
+
+
+def k_to_input(k: float, flavour: str = TEXT) -> float:
+    """User-facing blur level K -> the float the embedding MLP sees."""
+    return effective_k(k, flavour) / K_RANGE
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,11 @@ class AdapterDims:
     rank: int  # low-rank r of every pair (128)
     blocks: dict[int, tuple[str, ...]] = field(default_factory=dict)  # adapter block -> pairs present
     alpha: float | None = None  # optional alpha; scale alpha / rank
+    flavour: str = TEXT  # TEXT or PHOTO: which K mapping the embedding was trained with
+
+    @property
+    def flavour_name(self) -> str:
+        return FLAVOUR_NAMES[self.flavour]
 
     @property
     def has_qk(self) -> bool:

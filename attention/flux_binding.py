@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .bokeh import UNCOND_INPUT, BokehAdapter, add_lowrank, k_to_input
+from .bokeh import PHOTO, UNCOND_INPUT, BokehAdapter, add_lowrank, k_to_input
 from .errors import BokehHostError, BokehInputError, BokehModelError
 from .grounded import gather, grounding_steps, in_window, plan_indices, plan_rows
 
@@ -103,6 +103,7 @@ class BokehAttention:
         self.grounding = grounding
         self.source = source
         self._bias_cache: dict = {}
+        self._warned: set = set()  # use warnings already logged for this binding (once each)
 
     def __deepcopy__(self, memo):
         return self
@@ -125,7 +126,7 @@ class BokehAttention:
                 f"The model carries {len(ks)} blur levels (one per latent row) but the latent batch has "
                 f"{rows_per_chunk} rows. Feed the LATENT from the same Bokeh Pivot Batch node to the sampler."
             )
-        pos = tuple(k_to_input(k) for k in ks)
+        pos = tuple(k_to_input(k, self.adapter.dims.flavour) for k in ks)
         out = []
         for c in cond_or_uncond:
             out.extend(pos if c == 0 else (UNCOND_INPUT,) * rows_per_chunk)
@@ -241,25 +242,70 @@ class CallOverride:
 _signatures: dict = {}
 
 
-def _transformer_options(executor, args, kwargs):
-    """The transformer_options argument of the wrapped diffusion model call, by name."""
-    if "transformer_options" in kwargs:
-        return kwargs["transformer_options"]
+def _argument(executor, args, kwargs, name: str):
+    """The argument ``name`` of the wrapped diffusion model call (given by name or position)."""
+    if name in kwargs:
+        return kwargs[name]
     fn = getattr(executor.original, "__func__", executor.original)
     params = _signatures.get(fn)
     if params is None:
         params = _signatures[fn] = list(inspect.signature(executor.original).parameters)
-    i = params.index("transformer_options") if "transformer_options" in params else -1
+    i = params.index(name) if name in params else -1
     return args[i] if 0 <= i < len(args) else None
 
 
+def check_reference_use(binding: BokehAttention, ref_latents, method, params=None) -> None:
+    """The photo adapter needs exactly one reference image laid out as in training; the
+    text-to-image adapter was trained without one. Misuse that would give wrong images is an
+    error; a use the adapter was not trained for runs with a warning (once per binding).
+
+    Position ids as trained: the reference's first id coordinate 1, no offset. For one reference
+    the host gives exactly that with the "offset" method (FLUX.1's default) and with "index" at
+    index scale 1. ``params``: the FLUX model's params (default method, index scale)."""
+    n = len(ref_latents) if isinstance(ref_latents, (list, tuple)) else (0 if ref_latents is None else 1)
+    photo = binding.adapter.dims.flavour == PHOTO
+
+    def warn_once(key, text):
+        if key not in binding._warned:
+            binding._warned.add(key)
+            log.warning("Bokeh adapter %s: %s", binding.source or "?", text)
+
+    if not photo:
+        if n:
+            warn_once("text+ref", "this is the text-to-image adapter (trained on FLUX.1-dev without a reference image), "
+                      "used here with a reference latent (FLUX.1 Kontext editing). It runs, but it was not trained "
+                      "for this: for bokeh on a photo use the BokehDepth photo adapter (bokeh_lora.bin).")
+        return
+    if n == 0:
+        warn_once("photo-ref", "this is the photo adapter, used without a reference image (text-to-image). It was "
+                  "trained to edit a photo with FLUX.1 Kontext: connect ReferenceLatent with your photo's latent "
+                  "(see the bokeh_photo workflow).")
+        return
+    if n > 1:
+        raise BokehInputError(
+            f"The photo adapter takes exactly one reference image; this sampling has {n} reference latents. "
+            "Remove the extra ReferenceLatent nodes (keep the one with your photo)."
+        )
+    method = method if method is not None else getattr(params, "default_ref_method", "offset")
+    if method not in ("offset", "index") or (method == "index" and getattr(params, "ref_index_scale", 1.0) != 1.0):
+        shown = method if isinstance(method, str) and len(method) <= 40 else type(method).__name__
+        raise BokehInputError(
+            f"The photo adapter was trained with the reference image's default position ids (method 'offset'); "
+            f"this sampling uses reference method {shown!r}, which moves them. Remove the "
+            "FluxKontextMultiReferenceLatentMethod node, or set it to 'offset'."
+        )
+
+
 def bokeh_model_call(executor, *args, **kwargs):
-    """Diffusion-model wrapper (one per model call): puts the pack's attention into the
-    override slot for this call, around the override found there, and restores the slot after."""
-    to = _transformer_options(executor, args, kwargs)
+    """Diffusion-model wrapper (one per model call): checks how a reference image is used, puts
+    the pack's attention into the override slot for this call, around the override found there,
+    and restores the slot after."""
+    to = _argument(executor, args, kwargs, "transformer_options")
     binding = to.get(BINDING_KEY) if isinstance(to, dict) else None
     if binding is None:
         return executor(*args, **kwargs)
+    check_reference_use(binding, _argument(executor, args, kwargs, "ref_latents"), kwargs.get("ref_latents_method"),
+                        getattr(executor.class_obj, "params", None))
     had = OVERRIDE_KEY in to
     found = to.get(OVERRIDE_KEY)
     other = found.other if isinstance(found, CallOverride) else found

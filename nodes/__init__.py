@@ -5,6 +5,7 @@ from comfy_api.latest import ComfyExtension, io
 from ..weights.folder import register_model_folder
 from .adapter import BokehAdapterLoader, BokehApplyAdapter
 from .color import BokehColorMatch
+from .photo import BokehPhotoPrompt, BokehPhotoResize
 from .pivot import BokehPivotBatch
 from .preview import BokehBlurMeter, BokehContactSheet
 from .sweep import BokehBlurLevels
@@ -19,5 +20,5 @@ class BokehExtension(ComfyExtension):
         register_model_folder()
         return [
             BokehAdapterLoader, BokehApplyAdapter, BokehPivotBatch, BokehBlurLevels,
-            BokehColorMatch, BokehContactSheet, BokehBlurMeter,
+            BokehColorMatch, BokehContactSheet, BokehBlurMeter, BokehPhotoPrompt, BokehPhotoResize,
         ]

@@ -8,7 +8,7 @@ from ..attention.errors import BokehModelError
 from ..attention.flux_binding import apply_adapter, compute_dtype, flux_blocks
 from ..weights.checkpoint import host_block_map
 from ..weights.folder import adapter_files, load_named, unlisted_reason
-from .common import ADVANCED, CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale, search_aliases
+from .common import ADVANCED, CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale, search_aliases, show_on_node
 
 
 class BokehAdapterLoader(io.ComfyNode):
@@ -19,15 +19,23 @@ class BokehAdapterLoader(io.ComfyNode):
             display_name="Load Bokeh Adapter",
             category=CATEGORY,
             **search_aliases(),
-            description="Loads the Bokeh Diffusion FLUX adapter (.safetensors) from models/bokeh_diffusion.",
+            description="Loads a Bokeh adapter from models/bokeh_diffusion: the Bokeh Diffusion text-to-image adapter "
+            "for FLUX.1-dev (model.safetensors) or the BokehDepth photo adapter for FLUX.1 Kontext (bokeh_lora.bin). "
+            "Which one it is, is read from the file's keys and shown on the node.",
             inputs=[
                 io.Combo.Input(
                     "adapter_name", display_name="Adapter", options=adapter_files(),
-                    tooltip="The Bokeh Diffusion adapter file in ComfyUI/models/bokeh_diffusion (the authors' "
-                    "model.safetensors, any name). Only .safetensors files are listed.",
+                    tooltip="The adapter file in ComfyUI/models/bokeh_diffusion: the authors' model.safetensors "
+                    "(text-to-image) or bokeh_lora.bin (photo), any name. .safetensors files are listed, and .bin/.pt "
+                    "files that are PyTorch zip checkpoints (read with PyTorch's restricted loader: tensors only).",
                 ),
             ],
-            outputs=[BokehAdapterType.Output(display_name="Bokeh Adapter", tooltip="The adapter's weights, for Apply Bokeh Adapter.")],
+            outputs=[BokehAdapterType.Output(
+                display_name="Bokeh Adapter",
+                tooltip="The adapter's weights, for Apply Bokeh Adapter. Text-to-image adapter: for FLUX.1-dev, "
+                "K / 30. Photo adapter: for FLUX.1 Kontext with a reference photo, K clamped to 1..30.",
+            )],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -39,7 +47,9 @@ class BokehAdapterLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, adapter_name) -> io.NodeOutput:
-        return io.NodeOutput(load_named(adapter_name))
+        loaded = load_named(adapter_name)
+        show_on_node(cls, f"{loaded.dims.flavour_name}: {len(loaded.dims.blocks)} blocks, rank {loaded.dims.rank}")
+        return io.NodeOutput(loaded)
 
 
 class BokehApplyAdapter(io.ComfyNode):
@@ -74,7 +84,7 @@ class BokehApplyAdapter(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, bokeh_adapter, blur_level, bokeh_scale=1.0, lora_scale=1.0) -> io.NodeOutput:
-        k = check_blur(blur_level, "Blur Level")
+        k = check_blur(blur_level, "Blur Level", bokeh_adapter.dims.flavour)
         n_double, n_single, hidden = flux_blocks(model)
         dims = bokeh_adapter.dims
         name = bokeh_adapter.source

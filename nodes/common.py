@@ -8,7 +8,7 @@ import math
 
 from comfy_api.latest import io
 
-from ..attention.bokeh import K_RANGE
+from ..attention.bokeh import K_RANGE, PHOTO, PHOTO_K_MIN, TEXT, effective_k
 from ..attention.errors import BokehInputError
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,9 @@ K_ACCEPTED = (-10.0, 40.0)
 SCALE_ACCEPTED = (-10.0, 10.0)  # bokeh_scale / lora_scale, as their widgets
 
 
-def check_blur(value, what: str = "blur level") -> float:
-    """A blur level in the accepted range (K_ACCEPTED); outside 0..30 it extrapolates (warned)."""
+def check_blur(value, what: str = "blur level", flavour: str = TEXT) -> float:
+    """A blur level in the accepted range (K_ACCEPTED). Outside the trained range the
+    text-to-image adapter extrapolates (warned); the photo adapter clamps to 1..30 (said)."""
     k = _number(value, f"The {what}", "a number from 0 to 30")
     low, high = K_ACCEPTED
     if not math.isfinite(k) or not low <= k <= high:
@@ -67,7 +68,10 @@ def check_blur(value, what: str = "blur level") -> float:
             f"The {what} is {k:g}; expected 0 (sharp) to 30 (strongest blur), the trained range. Values from "
             f"{low:g} to {high:g} are accepted as an extrapolation; anything beyond produces broken images."
         )
-    if not 0.0 <= k <= K_RANGE:
+    if flavour == PHOTO:
+        if effective_k(k, flavour) != k:
+            log.info("Bokeh: %s %g acts as %g with the photo adapter (trained on %g..%g)", what, k, effective_k(k, flavour), PHOTO_K_MIN, K_RANGE)
+    elif not 0.0 <= k <= K_RANGE:
         log.warning("Bokeh: %s %g is outside 0..30 and extrapolates beyond the trained range", what, k)
     return k
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
+from ..attention.bokeh import PHOTO
 from ..attention.errors import BokehInputError, BokehModelError
 from ..attention.flux_binding import Grounding, current_binding, rebind
 from ..sweep.levels import MAX_TARGETS, Sweep, parse_levels
@@ -85,8 +86,15 @@ class BokehPivotBatch(io.ComfyNode):
             raise BokehInputError("The targets list is empty. Write the blur levels to render, e.g. '0, 4, 8, 12, 18, 28'.")
         if len(levels) > MAX_TARGETS:
             raise BokehInputError(f"{len(levels)} targets in one batch is more than {MAX_TARGETS}; split the sweep over several Pivot Batch nodes.")
-        if current_binding(model) is None:
+        binding = current_binding(model)
+        if binding is None:
             raise BokehModelError("This MODEL has no Bokeh adapter. Put 'Apply Bokeh Adapter' before 'Bokeh Pivot Batch'.")
+        if binding.adapter.dims.flavour == PHOTO:
+            raise BokehModelError(
+                "The photo adapter (BokehDepth) was trained without grounding and renders one blur level per sampling: "
+                "remove Bokeh Pivot Batch and drive Apply Bokeh Adapter and Bokeh Photo Prompt with a list of blur "
+                "levels (Bokeh Blur Levels), as in the bokeh_photo_stack workflow."
+            )
 
         samples = latent.get("samples") if isinstance(latent, dict) else None
         if not isinstance(samples, torch.Tensor) or samples.ndim != 4:

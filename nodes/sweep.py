@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..sweep.levels import format_levels, linspace_levels, parse_levels
-from .common import CATEGORY, check_blur, search_aliases
+from ..sweep.levels import Sweep, format_levels, linspace_levels, parse_levels
+from .common import CATEGORY, BokehSweepType, check_blur, search_aliases
 
 
 class BokehBlurLevels(io.ComfyNode):
@@ -17,7 +17,8 @@ class BokehBlurLevels(io.ComfyNode):
             category=CATEGORY,
             **search_aliases("blur sweep"),
             description="Makes a list of blur levels. The FLOAT list runs connected nodes once per level "
-            "(e.g. Apply Bokeh Adapter's Blur Level); the text feeds Bokeh Pivot Batch's targets.",
+            "(e.g. Apply Bokeh Adapter's Blur Level, Bokeh Photo Prompt); the text feeds Bokeh Pivot Batch's "
+            "targets; the sweep labels Contact Sheet and Blur Meter by K.",
             inputs=[
                 io.Float.Input("start", display_name="Start", default=0.0, min=0.0, max=30.0, step=0.5, tooltip="First blur level (used when 'levels' is empty)."),
                 io.Float.Input("end", display_name="End", default=28.0, min=0.0, max=30.0, step=0.5, tooltip="Last blur level (used when 'levels' is empty)."),
@@ -27,6 +28,8 @@ class BokehBlurLevels(io.ComfyNode):
             outputs=[
                 io.Float.Output(display_name="Blur Levels", is_output_list=True, tooltip="One value per level: downstream nodes run once per value."),
                 io.String.Output(display_name="Levels Text", tooltip="The levels as text, for Bokeh Pivot Batch's targets."),
+                BokehSweepType.Output(display_name="Sweep", tooltip="The levels as a sweep without pivot, for Contact Sheet and "
+                                      "Blur Meter when the images were rendered one per level (a list)."),
             ],
         )
 
@@ -34,4 +37,4 @@ class BokehBlurLevels(io.ComfyNode):
     def execute(cls, start, end, count, levels="") -> io.NodeOutput:
         values = parse_levels(levels, "levels") if (levels or "").strip() else linspace_levels(start, end, count)
         values = [check_blur(v, "blur level") for v in values]
-        return io.NodeOutput(values, format_levels(values))
+        return io.NodeOutput(values, format_levels(values), Sweep(k_values=tuple(values), pivot_row=None))

@@ -12,15 +12,16 @@ MAX_TARGETS = 64  # one sampling run holds pivot + targets; beyond this, split t
 
 @dataclass(frozen=True)
 class Sweep:
-    """What downstream nodes need to know of a pivot batch: K per row and the pivot's row."""
+    """What downstream nodes need to know of a sweep: K per row and the pivot's row (None: a
+    sweep without pivot, e.g. Bokeh Blur Levels' list for a photo)."""
 
     k_values: tuple[float, ...]
-    pivot_row: int = 0
+    pivot_row: int | None = 0
 
     def labels(self, count: int) -> list[str]:
         """Labels for ``count`` images: the whole batch, or the batch with the pivot dropped."""
         rows = list(range(len(self.k_values)))
-        if count == len(rows) - 1:
+        if count == len(rows) - 1 and self.pivot_row is not None:
             rows.remove(self.pivot_row)
         elif count != len(rows):
             return [f"#{i}" for i in range(count)]
@@ -29,7 +30,7 @@ class Sweep:
     def ks_for(self, count: int) -> list[float] | None:
         if count == len(self.k_values):
             return list(self.k_values)
-        if count == len(self.k_values) - 1:
+        if count == len(self.k_values) - 1 and self.pivot_row is not None:
             return [k for r, k in enumerate(self.k_values) if r != self.pivot_row]
         return None
 

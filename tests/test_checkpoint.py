@@ -217,7 +217,7 @@ def test_model_folder_keeps_extra_model_paths(pack, tmp_path):
         paths, exts = folder_paths.folder_names_and_paths["bokeh_diffusion"]
         assert paths[0] == str(tmp_path)
         assert any(p.endswith("models/bokeh_diffusion") or p.endswith("models\\bokeh_diffusion") for p in paths)
-        assert exts == {".safetensors"}
+        assert exts == {".safetensors", ".bin", ".pt", ".pth"}
     finally:
         if saved is not None:
             folder_paths.folder_names_and_paths["bokeh_diffusion"] = saved

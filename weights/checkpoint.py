@@ -1,10 +1,17 @@
-"""The Bokeh adapter checkpoint format: read, identify, validate, infer dims (spec section 6).
+"""The Bokeh adapter checkpoint formats: read, identify, validate, infer dims (spec section 6;
+the photo adapter: bokehdepth-photo.md section 1).
 
-Formats are told apart by keys and shapes, never by file names. Every key of a file is
-consumed or reported. Only safetensors files are read, by the small reader below, from one
-open file (what was checked is what is loaded); pickles are refused unopened. Error texts
-name the file by the name it was given (its model-folder name) and never echo the file's
-bytes or numbers derived from them: they may travel to a remote API client.
+Adapters are told apart by keys and shapes, never by file names: ``*_bokeh`` pairs make the
+text-to-image adapter, ``*_dof`` pairs the photo adapter (same maths, other K mapping), with or
+without a ``module.`` prefix. Every key of a file is consumed or reported. Two containers are
+read, each from one open file (what was checked is what is loaded):
+- safetensors, by the small reader below;
+- a PyTorch zip checkpoint (``.bin``/``.pt``/``.pth``, how the photo adapter is published),
+  only through PyTorch's restricted unpickler (``weights_only=True``), and only when it holds
+  nothing but tensors. Nothing is ever fully unpickled, and a file the restricted loader
+  refuses is not retried. Other pickles (legacy, ``.ckpt``, ``.pkl``) are refused unopened.
+Error texts name the file by the name it was given (its model-folder name) and never echo the
+file's bytes or numbers derived from them: they may travel to a remote API client.
 """
 
 from __future__ import annotations
@@ -17,21 +24,32 @@ import os
 import re
 import stat
 import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..attention.bokeh import PAIR_NAMES, AdapterDims, BokehAdapter
+from ..attention.bokeh import PAIR_NAMES, PHOTO, TEXT, AdapterDims, BokehAdapter
 from ..attention.errors import BokehAdapterError, BokehModelError
 
 log = logging.getLogger(__name__)
 
 DOWNLOAD_HINT = (
     "Download the authors' Bokeh Diffusion FLUX adapter (model.safetensors, about 583 MB; "
-    "non-commercial licence) and put it in ComfyUI/models/bokeh_diffusion/ (see the README)."
+    "non-commercial licence) or the BokehDepth photo adapter (bokeh_lora.bin) and put it in "
+    "ComfyUI/models/bokeh_diffusion/ (see the README)."
 )
-PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"}
+# PyTorch zip checkpoints: read through the restricted unpickler only (see load_adapter).
+TORCH_SUFFIXES = {".bin", ".pt", ".pth"}
+PICKLE_SUFFIXES = {".ckpt", ".pkl", ".pickle"}  # refused unopened
+CONVERT_HINT = (
+    "Convert it to a .safetensors file holding only the adapter's tensors (see the README's "
+    "Troubleshooting), or download the original file again."
+)
+# The photo adapter's names for the bokeh pairs (BokehDepth): same shapes, same maths.
+FLAVOUR_NAMES = {"to_k_dof": "to_k_bokeh", "to_v_dof": "to_v_bokeh"}
+MODULE_PREFIX = "module."  # what torch.nn.DataParallel puts before every key
 EMBED_KEYS = (
     "embedding_layer.0.weight",
     "embedding_layer.0.bias",
@@ -96,15 +114,53 @@ class LoadedAdapter:
         d = self.dims
         qk = "with" if d.has_qk else "without"
         return (
-            f"{self.source}: {len(d.blocks)} adapted blocks, rank {d.rank}, hidden {d.hidden}, "
+            f"{self.source}: {d.flavour_name}, {len(d.blocks)} adapted blocks, rank {d.rank}, hidden {d.hidden}, "
             f"bokeh context {d.context}, {qk} query/key updates"
         )
+
+
+def canonical_key(key: str) -> str:
+    """A file's key under the name the adapter module uses: without a ``module.`` prefix, and the
+    photo adapter's ``to_k_dof`` / ``to_v_dof`` as ``to_k_bokeh`` / ``to_v_bokeh``."""
+    if key.startswith(MODULE_PREFIX):
+        key = key[len(MODULE_PREFIX):]
+    m = re.match(r"^(adapter_modules\.[0-9]+\.)(to_k_dof|to_v_dof)(\.(?:down|up)\.weight)$", key)
+    return m.group(1) + FLAVOUR_NAMES[m.group(2)] + m.group(3) if m else key
+
+
+def is_adapter_key(key: str) -> bool:
+    canon = canonical_key(key)
+    return canon in EMBED_KEYS or PAIR_KEY.match(canon) is not None
 
 
 def key_label(key: str) -> str:
     """A key for an error text: the adapter's own keys by name, anything else unnamed (file bytes
     never travel in an error)."""
-    return key if key in EMBED_KEYS or PAIR_KEY.match(key) else "a key that is not an adapter key"
+    return key if is_adapter_key(key) else "a key that is not an adapter key"
+
+
+def flavour_of(keys, name: str) -> str:
+    """TEXT (``*_bokeh`` pairs, Bokeh Diffusion) or PHOTO (``*_dof`` pairs, BokehDepth stage 1)."""
+    photo = any("_dof." in k for k in keys if is_adapter_key(k))
+    text = any("_bokeh." in k for k in keys if is_adapter_key(k))
+    if photo and text:
+        raise BokehAdapterError(
+            f"{name} mixes the text-to-image adapter's keys (to_k_bokeh/to_v_bokeh) with the photo adapter's "
+            f"(to_k_dof/to_v_dof); a file holds one adapter. {DOWNLOAD_HINT}"
+        )
+    return PHOTO if photo else TEXT
+
+
+def canonical_shapes(shapes: dict[str, tuple[int, ...]], name: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """({canonical key: shape}, {canonical key: file key}); two file keys for one adapter key
+    (``x`` and ``module.x``) are an error."""
+    out, origin = {}, {}
+    for key, shape in shapes.items():
+        canon = canonical_key(key) if is_adapter_key(key) else key
+        if canon in out:
+            raise BokehAdapterError(f"{name} holds {key_label(canon)} twice (with and without a prefix); the file is damaged. {DOWNLOAD_HINT}")
+        out[canon], origin[canon] = shape, key
+    return out, origin
 
 
 def open_regular(path, name: str):
@@ -139,8 +195,9 @@ def read_header_from(f, size: int, name: str) -> tuple[dict[str, Entry], bytes]:
         # not the case can a pickle's or zip's magic bytes be told apart from a length.
         if _looks_pickled(head):
             raise BokehAdapterError(
-                f"{name} holds a pickled PyTorch checkpoint under another name; this pack never executes "
-                f"pickles. Expected a .safetensors file. {DOWNLOAD_HINT}"
+                f"{name} holds a pickled PyTorch checkpoint under a .safetensors name; this pack never executes "
+                f"pickles. A PyTorch zip checkpoint of tensors only (such as the photo adapter's bokeh_lora.bin) "
+                f"loads under a .bin name, through PyTorch's restricted loader. {DOWNLOAD_HINT}"
             )
         if size < 10:
             raise BokehAdapterError(f"{name} is empty or truncated: too short to be a safetensors file. {DOWNLOAD_HINT}")
@@ -211,9 +268,61 @@ def read_header(path, name: str | None = None) -> dict[str, tuple[str, tuple[int
 def _refuse_pickle_suffix(path: Path, name: str) -> None:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise BokehAdapterError(
-            f"{name} is a pickled PyTorch checkpoint ({path.suffix}); this pack never executes pickles. "
-            f"Expected a .safetensors file. {DOWNLOAD_HINT}"
+            f"{name} is a pickled checkpoint ({path.suffix}); this pack never executes pickles. "
+            f"Expected a .safetensors file (or a PyTorch .bin/.pt holding only tensors). {DOWNLOAD_HINT}"
         )
+
+
+def _torch_zip_records(f, name: str) -> list[zipfile.ZipInfo]:
+    """The members of a PyTorch zip checkpoint (one ``<archive>/data.pkl`` and its tensor
+    records), read from the zip's central directory; anything else is refused."""
+    f.seek(0)
+    if f.read(4) != b"PK\x03\x04":
+        raise BokehAdapterError(
+            f"{name} is not a PyTorch zip checkpoint (a legacy pickle or another file under a .bin/.pt name); "
+            f"this pack never executes pickles. {CONVERT_HINT}"
+        )
+    try:
+        with zipfile.ZipFile(f) as z:
+            records = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise BokehAdapterError(f"{name} is a damaged zip file. {CONVERT_HINT}") from None
+    if sum(1 for r in records if r.filename.endswith("/data.pkl") and r.filename.count("/") == 1) != 1:
+        raise BokehAdapterError(f"{name} is a zip file but not a PyTorch checkpoint. {CONVERT_HINT}")
+    return records
+
+
+def is_torch_zip(path) -> bool:
+    """Cheap test for the folder listing: is ``path`` a PyTorch zip checkpoint (magic bytes and
+    the zip's table of contents only; nothing is unpickled)?"""
+    try:
+        f, _ = open_regular(path, "file")
+        with f:
+            _torch_zip_records(f, "file")
+        return True
+    except (BokehAdapterError, OSError):
+        return False
+
+
+def _read_torch_zip(f, name: str) -> dict[str, torch.Tensor]:
+    """The tensors of a PyTorch zip checkpoint, through PyTorch's restricted unpickler only
+    (``weights_only=True``: no code from the file runs; what it refuses is never retried)."""
+    f.seek(0)
+    try:
+        obj = torch.load(f, map_location="cpu", weights_only=True, mmap=False)
+    except Exception:  # noqa: BLE001 - the restricted loader's refusals and damaged archives alike
+        # The loader's message quotes the file's contents (the names of the Python objects it
+        # refused); it is not passed on.
+        raise BokehAdapterError(
+            f"{name} holds something besides tensors, or is damaged: PyTorch's restricted loader refused it. "
+            f"This pack never unpickles fully. {CONVERT_HINT}"
+        ) from None
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise BokehAdapterError(
+            f"{name} is a PyTorch checkpoint but not a flat table of named tensors (a state dict); "
+            f"expected the adapter's tensors only. {CONVERT_HINT}"
+        )
+    return obj
 
 
 def identify_other(keys: list[str]) -> str | None:
@@ -255,8 +364,10 @@ def _pairs_and_unused(shapes: dict[str, tuple[int, ...]]):
     return pairs, sorted(unused)
 
 
-def infer_dims(shapes: dict[str, tuple[int, ...]], name: str = "adapter", alpha: float | None = None) -> tuple[AdapterDims, list[str]]:
-    """Infer the adapter's sizes from its tensor shapes. Returns (dims, keys not consumed)."""
+def infer_dims(shapes: dict[str, tuple[int, ...]], name: str = "adapter", alpha: float | None = None,
+               flavour: str = TEXT) -> tuple[AdapterDims, list[str]]:
+    """Infer the adapter's sizes from its tensor shapes (canonical keys: see canonical_key).
+    Returns (dims, keys not consumed)."""
     missing = [k for k in EMBED_KEYS if k not in shapes]
     pairs, unused = _pairs_and_unused(shapes)
     if missing:
@@ -312,7 +423,7 @@ def infer_dims(shapes: dict[str, tuple[int, ...]], name: str = "adapter", alpha:
         raise BokehAdapterError(f"{name} has {' and '.join(empty)} 0: such an adapter changes nothing. The file is damaged. {DOWNLOAD_HINT}")
     dims = AdapterDims(
         hidden=hidden, context=context, embed_hidden=embed_hidden, embed_input=embed_input,
-        rank=rank, blocks=blocks, alpha=alpha,
+        rank=rank, blocks=blocks, alpha=alpha, flavour=flavour,
     )
     return dims, unused
 
@@ -380,33 +491,74 @@ def _check_values(t: torch.Tensor, name: str, key: str) -> None:
         )
 
 
+class _Safetensors:
+    """A safetensors file, read from one open file: header first, tensors on demand."""
+
+    def __init__(self, f, st, name):
+        self.f, self.name = f, name
+        self.entries, raw_header = read_header_from(f, st.st_size, name)
+        self.data_start = 8 + len(raw_header)
+        self.digest = hashlib.sha256(raw_header).hexdigest()
+        self.shapes = {k: e.shape for k, e in self.entries.items()}
+
+    def tensor(self, key: str) -> torch.Tensor:
+        return _read_tensor(self.f, self.entries[key], self.data_start, self.name, key)
+
+
+class _TorchZip:
+    """A PyTorch zip checkpoint: identified by its table of contents (names, CRCs, sizes), read
+    whole through the restricted unpickler."""
+
+    def __init__(self, f, st, name):
+        self.f, self.name = f, name
+        records = _torch_zip_records(f, name)
+        toc = json.dumps([(r.filename, r.CRC, r.file_size) for r in records]).encode()
+        self.digest = hashlib.sha256(toc).hexdigest()
+        self._tensors = None
+
+    @property
+    def shapes(self):
+        if self._tensors is None:
+            self._tensors = _read_torch_zip(self.f, self.name)
+            for key, t in self._tensors.items():
+                if not t.dtype.is_floating_point:
+                    raise BokehAdapterError(f"{self.name}: tensor {key_label(key)} holds {t.dtype} values; expected floating-point weights.")
+        return {k: tuple(t.shape) for k, t in self._tensors.items()}
+
+    def tensor(self, key: str) -> torch.Tensor:
+        return self._tensors[key]
+
+
 def load_adapter(path: str | Path, name: str | None = None, known: dict | None = None) -> LoadedAdapter:
     """Read and validate an adapter file (with an optional config.json beside it).
 
     ``name`` is how errors and logs call the file (its model-folder name; default: the file
     name). ``known`` maps file identities to adapters already loaded: a file whose identity
-    (device, inode, size, mtime, ctime and a hash of its header) is there is not read again.
-    Header and tensors come from one open file, so a file replaced meanwhile cannot mix in.
+    (device, inode, size, mtime, ctime and a hash of its header or zip table of contents) is
+    there is not read again. Everything comes from one open file, so a file replaced meanwhile
+    cannot mix in.
     """
     path = Path(path)
     name = name or path.name
     _refuse_pickle_suffix(path, name)
     f, st = open_regular(path, name)
     with f:
-        entries, raw_header = read_header_from(f, st.st_size, name)
-        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, hashlib.sha256(raw_header).hexdigest())
+        container = (_TorchZip if path.suffix.lower() in TORCH_SUFFIXES else _Safetensors)(f, st, name)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, container.digest)
         if known is not None and identity in known:
             return known[identity]
         cfg = _read_config(path, name)
-        dims, unused = infer_dims({k: e.shape for k, e in entries.items()}, name=name, alpha=_alpha(cfg))
+        flavour = flavour_of(container.shapes, name)
+        shapes, origin = canonical_shapes(container.shapes, name)
+        dims, unused = infer_dims(shapes, name=name, alpha=_alpha(cfg), flavour=flavour)
         _check_config(cfg, dims, name)
-        data_start = 8 + len(raw_header)
         tensors = {}
-        for key, entry in entries.items():
+        for key in shapes:
             if key in unused:
                 continue
-            tensors[key] = _read_tensor(f, entry, data_start, name, key)
-            _check_values(tensors[key], name, key)
+            tensors[key] = container.tensor(origin[key])
+            _check_values(tensors[key], name, origin[key])
+    unused = sorted(origin[k] for k in unused)
     dtypes = {t.dtype for t in tensors.values()}
     dtype = next(iter(dtypes)) if len(dtypes) == 1 else torch.float32
     if dtype.itemsize == 1:  # float8 files: bfloat16 holds every float8 value exactly, and can run

@@ -10,12 +10,14 @@ import logging
 import os
 
 from ..attention.errors import BokehAdapterError
-from .checkpoint import DOWNLOAD_HINT, LoadedAdapter, load_adapter
+from .checkpoint import DOWNLOAD_HINT, TORCH_SUFFIXES, LoadedAdapter, is_torch_zip, load_adapter
 
 log = logging.getLogger(__name__)
 
 FOLDER = "bokeh_diffusion"
-EXTENSIONS = {".safetensors"}  # pickles are never listed, never loaded
+# .bin/.pt/.pth: PyTorch zip checkpoints (the photo adapter's bokeh_lora.bin), listed only when they
+# look like one and read through PyTorch's restricted unpickler; other pickles are never listed.
+EXTENSIONS = {".safetensors"} | TORCH_SUFFIXES
 # One adapter in RAM: the release is 583 MB. Graph outputs that still hold an older one keep it
 # alive only as long as ComfyUI's cache keeps them.
 _cache: dict[tuple, LoadedAdapter] = {}
@@ -32,13 +34,19 @@ def register_model_folder() -> None:
     folder_paths.folder_names_and_paths[FOLDER] = (paths, set(EXTENSIONS))
 
 
+def _listable(path: str) -> bool:
+    if not os.path.isfile(path):  # devices, FIFOs, folders and dangling links are left out
+        return False
+    return os.path.splitext(path)[1].lower() not in TORCH_SUFFIXES or is_torch_zip(path)
+
+
 def adapter_files() -> list[str]:
-    """Names of the adapter files in the model folders: regular .safetensors files only
-    (symlinks followed; devices, FIFOs and dangling links are left out)."""
+    """Names of the adapter files in the model folders: regular .safetensors files, and .bin /
+    .pt / .pth files whose zip table of contents is a PyTorch checkpoint's (symlinks followed)."""
     import folder_paths
 
     names = folder_paths.get_filename_list(FOLDER)
-    return [n for n in names if os.path.isfile(folder_paths.get_full_path(FOLDER, n) or "")]
+    return [n for n in names if _listable(folder_paths.get_full_path(FOLDER, n) or "")]
 
 
 def _shown(name) -> str:

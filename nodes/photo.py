@@ -1,0 +1,110 @@
+"""Bokeh on the user's own photo (the BokehDepth photo adapter on FLUX.1 Kontext):
+Bokeh Photo Prompt and Bokeh Photo Resize. Spec: shared/spec/bokehdepth-photo.md."""
+
+from __future__ import annotations
+
+import math
+
+from comfy_api.latest import io
+
+from ..attention.bokeh import PHOTO
+from ..attention.errors import BokehInputError
+from .color import check_images
+from .common import CATEGORY, blur_input, check_blur, search_aliases
+
+# The prompt the photo adapter was trained with (spec section 2): the raw K, two decimals.
+PHOTO_PROMPT = (
+    "Set dof_cond = {k:.2f} (stronger background defocus); preserve subject sharpness; "
+    "keep composition, lighting, and colors unchanged."
+)
+REFERENCE_SIZE = "512 x 512 (reference)"
+ASPECT_SIZE = "aspect kept, about 0.26 MP"
+WORK_SIDE = 512  # the reference's working size; the aspect-kept size has the same area
+SIDE_STEP = 16  # FLUX latents are 1/8 of the image and patched 2 x 2
+
+
+def photo_prompt(k: float) -> str:
+    return PHOTO_PROMPT.format(k=float(k))
+
+
+def working_size(width: int, height: int, mode: str) -> tuple[int, int]:
+    """(width, height) to render at: the reference's 512 x 512 (aspect not kept), or the photo's
+    aspect at the same area (our choice), each side a multiple of 16."""
+    if mode == REFERENCE_SIZE:
+        return WORK_SIDE, WORK_SIDE
+    scale = math.sqrt(WORK_SIDE * WORK_SIDE / (width * height))
+
+    def side(n):
+        return max(SIDE_STEP, round(n * scale / SIDE_STEP) * SIDE_STEP)
+
+    return side(width), side(height)
+
+
+class BokehPhotoPrompt(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BokehPhotoPrompt",
+            display_name="Bokeh Photo Prompt",
+            category=CATEGORY,
+            **search_aliases("photo", "kontext", "image edit"),
+            description="Writes the prompt the BokehDepth photo adapter was trained with for a blur level and encodes "
+            "it. Connect a FLOAT list (Bokeh Blur Levels) to get one prompt per level; give the same list to Apply "
+            "Bokeh Adapter so each sampling gets its own level.",
+            inputs=[
+                io.Clip.Input("clip", display_name="CLIP", tooltip="The FLUX text encoders (DualCLIPLoader: t5xxl + clip_l, type flux)."),
+                blur_input(
+                    "blur_level", 10.0, display_name="Blur Level",
+                    tooltip="Background defocus K written into the prompt (two decimals): use the same value as on "
+                    "Apply Bokeh Adapter. The photo adapter was trained on 1..30.",
+                ),
+            ],
+            outputs=[
+                io.Conditioning.Output(display_name="Conditioning", tooltip="The encoded prompt, for ReferenceLatent."),
+                io.String.Output(display_name="Prompt", tooltip="The prompt text."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, clip, blur_level) -> io.NodeOutput:
+        k = check_blur(blur_level, "Blur Level", PHOTO)
+        if clip is None:
+            raise BokehInputError("The CLIP input is empty (a checkpoint without text encoders?). Load the FLUX text "
+                                  "encoders with DualCLIPLoader (t5xxl and clip_l, type flux) and connect its CLIP.")
+        text = photo_prompt(k)
+        return io.NodeOutput(clip.encode_from_tokens_scheduled(clip.tokenize(text)), text)
+
+
+class BokehPhotoResize(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="BokehPhotoResize",
+            display_name="Bokeh Photo Resize",
+            category=CATEGORY,
+            **search_aliases("photo", "kontext", "resize"),
+            description="Resizes a photo to the photo adapter's working size (Lanczos): 512 x 512 as in the reference "
+            "(aspect not kept), or the photo's aspect at the same area. Width and height are for ModelSamplingFlux.",
+            inputs=[
+                io.Image.Input("image", display_name="Image", tooltip="Your photo (LoadImage)."),
+                io.Combo.Input("size", display_name="Size", options=[REFERENCE_SIZE, ASPECT_SIZE], default=REFERENCE_SIZE,
+                               tooltip="512 x 512: the reference procedure (the photo is stretched). Aspect kept: about "
+                               "0.26 MP, sides multiples of 16 (our choice, not the reference's)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="Image", tooltip="The resized photo: VAE Encode it, and use it as the colour reference."),
+                io.Int.Output(display_name="Width", tooltip="Output width, for ModelSamplingFlux."),
+                io.Int.Output(display_name="Height", tooltip="Output height, for ModelSamplingFlux."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, size) -> io.NodeOutput:
+        import comfy.utils
+
+        image = check_images(image, "photo")
+        if size not in (REFERENCE_SIZE, ASPECT_SIZE):
+            raise BokehInputError(f"Size must be {REFERENCE_SIZE!r} or {ASPECT_SIZE!r}.")
+        width, height = working_size(image.shape[2], image.shape[1], size)
+        out = comfy.utils.common_upscale(image.movedim(-1, 1), width, height, "lanczos", "disabled").movedim(1, -1)
+        return io.NodeOutput(out.clamp(0.0, 1.0), width, height)
