@@ -63,7 +63,7 @@ def check_blur(value, what: str = "blur level", flavour: str = TEXT) -> float:
     text-to-image adapter extrapolates (warned); the photo adapter clamps to 1..30 (said)."""
     k = _number(value, f"The {what}", "a number from 0 to 30")
     low, high = K_ACCEPTED
-    if not math.isfinite(k) or not low <= k <= high:
+    if not math.isfinite(k) or (flavour != PHOTO and not low <= k <= high):  # the photo adapter clamps any K
         raise BokehInputError(
             f"The {what} is {k:g}; expected 0 (sharp) to 30 (strongest blur), the trained range. Values from "
             f"{low:g} to {high:g} are accepted as an extrapolation; anything beyond produces broken images."

@@ -81,9 +81,10 @@ def softmax_attention(q, k, v):
 class Adapter:
     """The adapter's math from raw file tensors (spec sections 1-2)."""
 
-    def __init__(self, asd, bokeh_scale=1.0, lora_scale=1.0, alpha=None, dtype=torch.float32):
+    def __init__(self, asd, bokeh_scale=1.0, lora_scale=1.0, alpha=None, dtype=torch.float32, value_pair="to_v_bokeh"):
         self.dtype = dtype
         self.sd = {k: v.to(dtype) for k, v in asd.items()}
+        self.value_pair = value_pair  # "to_v_dof" for the photo adapter (bokehdepth-photo.md section 1)
         self.bokeh_scale = bokeh_scale
         self.lora_scale = lora_scale
         self.alpha = alpha
@@ -103,9 +104,9 @@ class Adapter:
         return (h @ self.sd["embedding_layer.2.weight"].T + self.sd["embedding_layer.2.bias"])[0]
 
     def bias(self, block, k_input):
-        if not self.has(block, "to_v_bokeh"):
+        if not self.has(block, self.value_pair):
             return 0.0
-        return self.bokeh_scale * self.pair(block, "to_v_bokeh", self.embed(k_input)[None])[0]
+        return self.bokeh_scale * self.pair(block, self.value_pair, self.embed(k_input)[None])[0]
 
     def adapted(self, block):
         return any(k.startswith(f"adapter_modules.{block}.") for k in self.sd)
@@ -142,20 +143,34 @@ def heads(x, h):
     return x.view(b, l, h, hd // h).transpose(1, 2)
 
 
+def patchify(x, ps, first_id=0):
+    """(B, C, H, W) -> tokens (B, L, C*ps*ps) and position ids (L, 3): (first_id, row, column)."""
+    b, c, hh, ww = x.shape
+    gh, gw = hh // ps, ww // ps
+    tokens = x.view(b, c, gh, ps, gw, ps).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, c * ps * ps)
+    ids = torch.stack(torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij"), -1).reshape(-1, 2)
+    return tokens, torch.cat([torch.full((gh * gw, 1), first_id, dtype=torch.long), ids], 1)
+
+
 def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=None, ground=None, dtype=torch.float32,
-            rms_eps=EPS):
+            rms_eps=EPS, ref=None):
     """The FLUX diffusion model's output for latent x (B, C, H, W). k_inputs: network input per
     row (K/30 or -1.0). ground: {row: pivot row} for rows grounded at this evaluation.
-    rms_eps: the QK RMS norm's eps (the host's; None = torch's default for the dtype)."""
+    rms_eps: the QK RMS norm's eps (the host's; None = torch's default for the dtype).
+    ref: a FLUX.1 Kontext reference latent (B, C, H', W'): its tokens follow the noisy ones in
+    the image stream with first position id 1 (bokehdepth-photo.md section 3, step 5), take part
+    in every block like image tokens, and are dropped from the output."""
     sd = {k: v.to(dtype) for k, v in sd.items()}
     x, context, y, timestep, guidance = (a.to(dtype) for a in (x, context, y, timestep, guidance))
     ground = ground or {}
     hsz, nh, ps = cfg["hidden_size"], cfg["num_heads"], cfg["patch_size"]
     b, c, hh, ww = x.shape
     gh, gw = hh // ps, ww // ps
-    img = x.view(b, c, gh, ps, gw, ps).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, c * ps * ps)
-    img_ids = torch.stack(torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij"), -1).reshape(-1, 2)
-    img_ids = torch.cat([torch.zeros(gh * gw, 1, dtype=torch.long), img_ids], 1)
+    img, img_ids = patchify(x, ps)
+    n_img = img.shape[1]
+    if ref is not None:
+        ref_tokens, ref_ids = patchify(ref.to(dtype), ps, first_id=1)
+        img, img_ids = torch.cat([img, ref_tokens], 1), torch.cat([img_ids, ref_ids], 0)
     txt_ids = torch.zeros(context.shape[1], 3, dtype=torch.long)
     angles = rope_angles(torch.cat([txt_ids, img_ids]), cfg["axes_dim"], cfg["theta"])
 
@@ -205,7 +220,7 @@ def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=N
         attn = joint_attention(q, k, v, angles, adapter, block, k_inputs, ground)
         xs = xs + g * lin(sd, p + "linear2", torch.cat([attn, F.gelu(mlp, approximate="tanh")], -1))
 
-    img = xs[:, n_txt:]
+    img = xs[:, n_txt:n_txt + n_img]
     shift, scale = lin(sd, "final_layer.adaLN_modulation.1", F.silu(vec))[:, None].chunk(2, dim=-1)
     img = lin(sd, "final_layer.linear", layer_norm(img) * (1 + scale) + shift)
     out = img.view(b, gh, gw, -1, ps, ps).permute(0, 3, 1, 4, 2, 5).reshape(b, -1, gh * ps, gw * ps)

@@ -82,8 +82,9 @@ def flux_conditioning(seed: int = 0, tokens: int = 8, context_dim: int = 64, vec
 
 
 def write_adapter(folder, tensors: dict, name: str = "bokeh_test.safetensors", config: dict | None = None):
-    """Write adapter tensors as a .safetensors file into ``folder`` (registered as a
-    bokeh_diffusion model folder) and return its path."""
+    """Write adapter tensors into ``folder`` (registered as a bokeh_diffusion model folder) and
+    return the file's path: a .safetensors file, or for a .bin name a PyTorch zip checkpoint
+    (torch.save of the state dict, as the photo adapter is published)."""
     import json
 
     from safetensors.torch import save_file
@@ -97,7 +98,12 @@ def write_adapter(folder, tensors: dict, name: str = "bokeh_test.safetensors", c
     listed = folder_paths.get_full_path("bokeh_diffusion", name)
     if listed is not None and Path(listed).resolve() != path.resolve():
         raise ValueError(f"test setup: {name} is already listed from another folder ({listed}); use a unique name")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    if path.suffix == ".bin":
+        import torch
+
+        torch.save(dict(tensors), str(path))
+    else:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
     if config is not None:
         (folder / "config.json").write_text(json.dumps(config))
     folder_paths.add_model_folder_path("bokeh_diffusion", str(folder))

@@ -5,6 +5,7 @@ host's own nodes or ours."""
 from __future__ import annotations
 
 import tiny_models
+from workflow_api import text_seed
 
 
 class BokehTestTinyFlux:
@@ -58,6 +59,38 @@ class BokehTestTinyVAE:
         return (self._cache[seed],)
 
 
+class TinyTextEncoder:
+    """Stands in for a FLUX text encoder (comfy.sd.CLIP): the same two calls CLIPTextEncode makes,
+    giving random conditioning seeded by the text, the same as the swapped CLIPTextEncode
+    (BokehTestConditioning, tools/workflow_api.py) gives for that text."""
+
+    def __init__(self, preset: str):
+        self.cfg = tiny_models.TINY if preset == "tiny" else tiny_models.MID
+
+    def tokenize(self, text):
+        return {"text": str(text)}
+
+    def encode_from_tokens_scheduled(self, tokens):
+        cond = tiny_models.flux_conditioning(text_seed(tokens["text"]), context_dim=self.cfg["context_in_dim"], vec_dim=self.cfg["vec_in_dim"])
+        cond[0][1].pop("guidance")
+        return cond
+
+
+class BokehTestTinyCLIP:
+    """Stands in for DualCLIPLoader."""
+
+    CATEGORY = "testing"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "build"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"preset": (["tiny", "mid"],)}}
+
+    def build(self, preset):
+        return (TinyTextEncoder(preset),)
+
+
 class BokehTestTinyCheckpoint:
     """Stands in for CheckpointLoaderSimple: MODEL, CLIP (none; text encoding is swapped too), VAE."""
 
@@ -73,7 +106,7 @@ class BokehTestTinyCheckpoint:
         return (BokehTestTinyFlux().build(seed, preset)[0], None, BokehTestTinyVAE().build(seed)[0])
 
 
-TEST_NODES = {"BokehTestTinyCheckpoint": BokehTestTinyCheckpoint, "BokehTestTinyVAE": BokehTestTinyVAE, "BokehTestTinyFlux": BokehTestTinyFlux, "BokehTestConditioning": BokehTestConditioning}
+TEST_NODES = {"BokehTestTinyCLIP": BokehTestTinyCLIP, "BokehTestTinyCheckpoint": BokehTestTinyCheckpoint, "BokehTestTinyVAE": BokehTestTinyVAE, "BokehTestTinyFlux": BokehTestTinyFlux, "BokehTestConditioning": BokehTestConditioning}
 
 
 def register_test_nodes():

@@ -89,6 +89,11 @@ def ui_to_api(workflow: dict) -> dict:
     return prompt
 
 
+def text_seed(text: str) -> int:
+    """The seed of the random conditioning that stands in for encoding ``text`` (tests, --check)."""
+    return zlib.crc32(str(text).encode()) % 2**31
+
+
 def find(prompt: dict, class_type: str) -> list[str]:
     return [k for k, v in prompt.items() if v["class_type"] == class_type]
 
@@ -106,10 +111,10 @@ def swap_for_tiny_models(prompt: dict, preset: str = "tiny") -> dict:
         elif kind == "VAELoader":
             out[key] = {"class_type": "BokehTestTinyVAE", "inputs": {"seed": 0}}
         elif kind == "CLIPTextEncode":
-            seed = zlib.crc32(str(inputs.get("text", "")).encode()) % 2**31
+            seed = text_seed(inputs.get("text", ""))
             out[key] = {"class_type": "BokehTestConditioning", "inputs": {"seed": seed, "guidance": 1.0, "preset": preset}}
-        elif kind == "DualCLIPLoader":
-            continue  # only the text encoders used it, and they are swapped
+        elif kind == "DualCLIPLoader":  # for Bokeh Photo Prompt (CLIPTextEncode is swapped above)
+            out[key] = {"class_type": "BokehTestTinyCLIP", "inputs": {"preset": preset}}
         else:
             out[key] = node
     return out
