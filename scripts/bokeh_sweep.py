@@ -1,6 +1,7 @@
 """Headless blur sweep: runs the bundled grounded-sweep workflow in-process through ComfyUI.
 
     python scripts/bokeh_sweep.py --prompt "a cat on a sofa" --targets "0, 8, 16, 28"
+    python scripts/bokeh_sweep.py --photo me.jpg --targets "1, 10, 20, 30"   # bokeh on a photo
     python scripts/bokeh_sweep.py --check          # tiny random models: proves the install
 
 Models are found through ComfyUI's model folders (models/diffusion_models, text_encoders,
@@ -22,13 +23,16 @@ sys.path.insert(0, str(REPO / "tools"))
 
 import inprocess  # noqa: E402
 import workflow_api  # noqa: E402
-from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, T5, WHERE_TO_GET  # noqa: E402
+from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, KONTEXT_UNET, PHOTO_ADAPTER, T5, WHERE_TO_GET  # noqa: E402
 
 WORKFLOW = REPO / "workflows" / "bokeh_grounded_sweep.json"
 CKPT_WORKFLOW = REPO / "workflows" / "bokeh_grounded_sweep_checkpoint.json"
+PHOTO_WORKFLOW = REPO / "workflows" / "bokeh_photo_stack.json"
+PHOTO_TARGETS = "1, 6, 11, 16, 21, 26, 30"  # the reference's stack (bokehdepth-photo.md section 3)
+PHOTO_SIZES = {"square": "512 x 512 (reference)", "aspect": "aspect kept, about 0.26 MP"}  # nodes/photo.py
 
 LOADERS = {  # class_type -> [(input name, model folder, argparse dest)]
-    "UNETLoader": [("unet_name", "diffusion_models", "unet")],
+    "UNETLoader": [("unet_name", "diffusion_models", "unet")],  # "kontext" with --photo (see main)
     "DualCLIPLoader": [("clip_name1", "text_encoders", "t5"), ("clip_name2", "text_encoders", "clip_l")],
     "VAELoader": [("vae_name", "vae", "vae")],
     "CheckpointLoaderSimple": [("ckpt_name", "checkpoints", "checkpoint")],
@@ -40,12 +44,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--prompt", default="a portrait of a woman in a sunlit garden, roses in the foreground and background, 35mm photograph")
     p.add_argument("--pivot", type=float, default=15.0, help="pivot blur level K (0..30)")
-    p.add_argument("--targets", default="0, 4, 8, 12, 18, 28", help="target blur levels")
+    p.add_argument("--targets", default=None, help="target blur levels (default '0, 4, 8, 12, 18, 28'; with --photo "
+                   f"'{PHOTO_TARGETS}')")
     p.add_argument("--grounding", type=float, default=0.8, help="share of the steps grounded on the pivot (0.8 of 30 = 24)")
     p.add_argument("--grounding-steps", type=int, default=-1, help="exact number of grounded steps; overrides --grounding (-1: use it)")
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default 30; with --photo 50)")
     p.add_argument("--seed", type=int, default=65578)
-    p.add_argument("--guidance", type=float, default=3.0, help="FLUX guidance")
+    p.add_argument("--guidance", type=float, default=None, help="FLUX guidance (default 3.0; with --photo 7.0)")
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--height", type=int, default=512)
     p.add_argument("--output", default="output/bokeh_sweep", help="folder for images, contact sheet and report")
@@ -54,7 +59,13 @@ def parse_args(argv=None):
     p.add_argument("--clip-l", dest="clip_l", default=CLIP_L, help="CLIP-L text encoder: name or path")
     p.add_argument("--vae", default=AE, help="FLUX VAE: name in models/vae or a path")
     p.add_argument("--checkpoint", default=None, help=f"use a single-file FLUX checkpoint instead (e.g. {FLUX_CKPT}): name or path")
-    p.add_argument("--adapter", default=ADAPTER, help="Bokeh adapter: name in models/bokeh_diffusion or a path")
+    p.add_argument("--adapter", default=None, help=f"Bokeh adapter: name in models/bokeh_diffusion or a path (default {ADAPTER}; "
+                   f"with --photo {PHOTO_ADAPTER})")
+    p.add_argument("--photo", default=None, help="bokeh on this photo (a PNG/JPEG path): one image per target blur level "
+                   "with the BokehDepth photo adapter on FLUX.1 Kontext; --prompt, --pivot and grounding do not apply")
+    p.add_argument("--kontext", default=KONTEXT_UNET, help="with --photo: FLUX.1 Kontext [dev] diffusion model, name or path")
+    p.add_argument("--photo-size", dest="photo_size", choices=sorted(PHOTO_SIZES), default="square",
+                   help="with --photo: render at 512 x 512 as the reference does, or at the photo's aspect (about 0.26 MP)")
     p.add_argument("--check", action="store_true", help="run the same graph on tiny random models (images are noise)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU (automatic when no GPU is usable; --check always does)")
     return p.parse_args(argv)
@@ -88,14 +99,33 @@ def resolve_models(prompt, args, folder_paths) -> list[str]:
 
 
 def configure(prompt, args):
-    set_input = lambda kind, **values: [prompt[k]["inputs"].update(values) for k in workflow_api.find(prompt, kind)]  # noqa: E731
-    set_input("CLIPTextEncode", text=args.prompt)
+    def set_input(kind, **values):
+        for k in workflow_api.find(prompt, kind):
+            prompt[k]["inputs"].update({name: v for name, v in values.items() if v is not None})
+
+    set_input("KSampler", seed=args.seed, steps=args.steps)
     set_input("FluxGuidance", guidance=args.guidance)
+    if args.photo:
+        set_input("LoadImage", image=Path(args.photo).name)
+        set_input("BokehBlurLevels", levels=args.targets or PHOTO_TARGETS)
+        set_input("BokehPhotoResize", size=PHOTO_SIZES[args.photo_size])
+        return
+    set_input("CLIPTextEncode", text=args.prompt)
     set_input("EmptySD3LatentImage", width=args.width, height=args.height)
     set_input("ModelSamplingFlux", width=args.width, height=args.height)
-    set_input("KSampler", seed=args.seed, steps=args.steps)
     set_input("BokehApplyAdapter", blur_level=args.pivot)
-    set_input("BokehPivotBatch", pivot_blur=args.pivot, targets=args.targets, grounding=args.grounding, grounding_steps=args.grounding_steps)
+    set_input("BokehPivotBatch", pivot_blur=args.pivot, targets=args.targets or "0, 4, 8, 12, 18, 28", grounding=args.grounding,
+              grounding_steps=args.grounding_steps)
+
+
+def use_photo(path: str, folder_paths) -> str | None:
+    """Make ``path`` the photo LoadImage reads (its folder becomes ComfyUI's input folder for this
+    run); returns why it cannot be used, or None."""
+    photo = Path(path).expanduser()
+    if not photo.is_file():
+        return f"  {path}: no such file (--photo takes a PNG or JPEG)"
+    folder_paths.set_input_directory(str(photo.parent.resolve()))
+    return None
 
 
 def main(argv=None) -> int:
@@ -112,7 +142,15 @@ def main(argv=None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     import folder_paths
 
-    workflow = workflow_api.load(CKPT_WORKFLOW if args.checkpoint else WORKFLOW)
+    if args.photo:
+        args.unet = args.kontext
+        args.adapter = args.adapter or PHOTO_ADAPTER
+        problem = use_photo(args.photo, folder_paths)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
+    args.adapter = args.adapter or ADAPTER
+    workflow = workflow_api.load(PHOTO_WORKFLOW if args.photo else CKPT_WORKFLOW if args.checkpoint else WORKFLOW)
     prompt = workflow_api.ui_to_api(workflow)
     configure(prompt, args)
     if args.check:
@@ -126,11 +164,14 @@ def main(argv=None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="bokeh_check_"))
         sd = tiny_models.random_adapter_sd(cfg["hidden_size"], range(cfg["depth"] + cfg["depth_single_blocks"]), seed=1)
         name = f"bokeh_check_tiny_random_{tmp.name}.safetensors"  # never the name of a user's real file
+        if args.photo:  # the photo adapter as released: a torch zip, *_dof keys, module. prefix
+            sd = {"module." + k.replace("_bokeh.", "_dof."): v for k, v in sd.items()}
+            name = name.replace(".safetensors", ".bin")
         tiny_models.write_adapter(tmp, sd, name=name)
         for k in workflow_api.find(prompt, "BokehAdapterLoader"):
             prompt[k]["inputs"]["adapter_name"] = name
         prompt = workflow_api.swap_for_tiny_models(prompt)
-        print("--check: running the grounded-sweep graph on TINY RANDOM models. The images are noise; "
+        print(f"--check: running the {'photo-stack' if args.photo else 'grounded-sweep'} graph on TINY RANDOM models. The images are noise; "
               "this only proves that ComfyUI, the pack and the graph work on this machine.", flush=True)
     else:
         missing = resolve_models(prompt, args, folder_paths)

@@ -56,3 +56,23 @@ def test_a_path_on_the_command_line_wins_over_a_same_named_listed_file(pack, tmp
     assert bokeh_sweep.resolve_models(prompt, args, folder_paths) == []
     assert prompt["1"]["inputs"]["adapter_name"] == "same_name.safetensors"
     assert folder_paths.get_full_path("bokeh_diffusion", "same_name.safetensors") == str(given / "same_name.safetensors")
+
+
+def test_photo_check_writes_the_stack_sheet_and_report(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "photos" / "my photo.jpg"
+    photo.parent.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)).save(photo)
+    out = tmp_path / "out"
+    proc = run("--photo", str(photo), "--check", "--steps", "2", "--targets", "0.5, 30", "--output", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "photo-stack" in proc.stdout and "noise" in proc.stdout
+    stack = sorted(out.glob("photo_stack_*.png"))
+    assert len(stack) == 2 and len(list(out.glob("photo_sheet_*.png"))) == 1
+    assert Image.open(stack[0]).size == (512, 512)
+    report = (out / "blur_meter.txt").read_text()
+    assert "K 0.5" in report and "K 30" in report and "corr(K, blur)" in report
+    missing = run("--photo", str(tmp_path / "none.png"), "--check", "--output", str(out), cwd=tmp_path)
+    assert missing.returncode == 2 and "none.png: no such file" in missing.stderr and "Traceback" not in missing.stderr

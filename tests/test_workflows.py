@@ -7,23 +7,36 @@ import copy
 import harness
 import pytest
 import workflow_api
-from make_workflows import ADAPTER, SEED
+from make_workflows import ADAPTER, PHOTO_STEPS, SEED
+from model_files import PHOTO_ADAPTER, PHOTO_IMAGE
+
+# The saved step counts and blur levels are checked; the tiny-model runs take 2 steps and 3 levels
+# (512 x 512 decodes dominate their time on a CPU).
+RUN_STEPS = 2
+RUN_LEVELS = {"BokehPivotBatch": ("targets", "0, 28"), "BokehBlurLevels": ("levels", "1, 16, 30")}
 
 WORKFLOWS = sorted((harness.REPO / "workflows").glob("*.json"))
 OURS = ["BokehAdapterLoader", "BokehApplyAdapter", "BokehPivotBatch", "BokehBlurLevels",
-        "BokehColorMatch", "BokehContactSheet", "BokehBlurMeter"]
+        "BokehColorMatch", "BokehContactSheet", "BokehBlurMeter", "BokehPhotoPrompt", "BokehPhotoResize"]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_adapter(pack, tmp_path_factory):
+    """Tiny random adapters under the workflows' file names (the photo adapter as a .bin, every key
+    prefixed module., as released), and the photo the photo workflows load."""
     cfg = harness.TINY
     sd = harness.random_adapter_sd(cfg["hidden_size"], range(cfg["depth"] + cfg["depth_single_blocks"]), seed=41)
-    harness.write_adapter(tmp_path_factory.mktemp("wf_models"), sd, name=ADAPTER)
+    folder = tmp_path_factory.mktemp("wf_models")
+    harness.write_adapter(folder, sd, name=ADAPTER)
+    photo = {"module." + k.replace("_bokeh.", "_dof."): v for k, v in sd.items()}
+    harness.write_adapter(folder, photo, name=PHOTO_ADAPTER)
+    harness.write_example_photo(PHOTO_IMAGE)
 
 
-def test_there_are_four_workflows():
+def test_there_are_six_workflows():
     assert [p.name for p in WORKFLOWS] == [
-        "bokeh_grounded_sweep.json", "bokeh_grounded_sweep_checkpoint.json", "bokeh_list_sweep.json", "bokeh_single_image.json"]
+        "bokeh_grounded_sweep.json", "bokeh_grounded_sweep_checkpoint.json", "bokeh_list_sweep.json",
+        "bokeh_photo.json", "bokeh_photo_stack.json", "bokeh_single_image.json"]
 
 
 def test_every_node_of_ours_is_in_a_workflow():
@@ -41,7 +54,13 @@ def test_workflow_validates_and_runs(path):
     assert any(n["type"] == "Note" for n in workflow["nodes"])  # says which files go where
     prompt = workflow_api.ui_to_api(workflow)
     (ks,) = workflow_api.find(prompt, "KSampler")
-    assert prompt[ks]["inputs"]["seed"] == SEED and prompt[ks]["inputs"]["steps"] == 30  # seed control widget skipped
+    photo = "photo" in path.stem
+    steps = PHOTO_STEPS if photo else 30
+    assert prompt[ks]["inputs"]["seed"] == SEED and prompt[ks]["inputs"]["steps"] == steps  # seed control widget skipped
+    prompt[ks]["inputs"]["steps"] = RUN_STEPS
+    for kind, (name, value) in RUN_LEVELS.items():
+        for key in workflow_api.find(prompt, kind):
+            prompt[key]["inputs"][name] = value
     result = harness.run_prompt(workflow_api.swap_for_tiny_models(prompt))
     assert result.ok, (result.errors.get("exception_message"), result.errors.get("node_errors") or result.errors)
     saved = [out for out in result.ui.values() if "images" in out]
@@ -50,7 +69,19 @@ def test_workflow_validates_and_runs(path):
         (meter,) = workflow_api.find(prompt, "BokehBlurMeter")
         assert "corr(K, blur)" in result.outputs[meter][0][0]
         (decode,) = workflow_api.find(prompt, "VAEDecode")
-        assert result.outputs[decode][0][0].shape == (7, 512, 512, 3)
+        assert result.outputs[decode][0][0].shape == (3, 512, 512, 3)  # pivot and 2 targets
+    if photo:
+        (colour,) = workflow_api.find(prompt, "BokehColorMatch")
+        images = result.outputs[colour][0]
+        rows = 3 if "stack" in path.stem else 1  # one sampling per K of Bokeh Blur Levels, or one K
+        assert len(images) == rows and all(i.shape == (1, 512, 512, 3) for i in images)
+        (prompt_node,) = workflow_api.find(prompt, "BokehPhotoPrompt")
+        texts = result.outputs[prompt_node][1]
+        assert texts[0].startswith("Set dof_cond = ") and len(set(texts)) == rows
+    if "photo_stack" in path.stem:
+        (meter,) = workflow_api.find(prompt, "BokehBlurMeter")
+        report = result.outputs[meter][0][0]
+        assert "corr(K, blur)" in report and "K 30" in report and "pivot" not in report
 
 
 def test_missing_node_type_and_bad_link_fail():

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import inprocess  # noqa: E402
-from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, T5, model_rows  # noqa: E402
+from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, KONTEXT_UNET, PHOTO_ADAPTER, PHOTO_IMAGE, T5, model_rows  # noqa: E402
 from workflow_api import is_widget, widget_inputs  # noqa: E402
 
 OUT = inprocess.REPO / "workflows"
@@ -32,6 +32,19 @@ FILES_NOTE = (
     "github.com/atfortes/BokehDiffusion; this pack never downloads it)\n\n"
     "Only the prompt needs changing. Blur level K: 0 = sharp, 30 = strongest bokeh."
 )
+PHOTO_NOTE = (
+    "Bokeh on your photo: model files\n\n"
+    f"models/diffusion_models/{KONTEXT_UNET}  (FLUX.1 Kontext [dev]; non-commercial licence)\n"
+    f"models/text_encoders/{T5} and {CLIP_L}\n"
+    f"models/vae/{AE}\n"
+    f"models/bokeh_diffusion/{PHOTO_ADAPTER}  (the BokehDepth photo adapter, from huggingface.co/fogradio/BokehDepth, "
+    "folder weights/; licence not stated: treat as NON-COMMERCIAL; this pack never downloads it)\n\n"
+    "Pick your photo in Load Image. Blur level K: 1 = nearly sharp, 30 = strongest background blur. The model keeps "
+    "the subject sharp by itself: there is no focus point to set."
+)
+PHOTO_STEPS = 50  # the reference procedure (bokehdepth-photo.md section 3)
+PHOTO_GUIDANCE = 7.0
+PHOTO_LEVELS = "1, 6, 11, 16, 21, 26, 30"  # the reference's stacks
 CKPT_NOTE = FILES_NOTE.replace(
     f"models/diffusion_models/{FLUX_UNET}  (FLUX.1-dev)\nmodels/text_encoders/{T5} and {CLIP_L}\nmodels/vae/{AE}\n",
     f"models/checkpoints/{FLUX_CKPT}  (a single-file FLUX.1-dev checkpoint with text encoders and VAE)\n",
@@ -187,6 +200,57 @@ def list_sweep():
     g.save("bokeh_list_sweep.json")
 
 
+def photo_graph(stack: bool):
+    """LoadImage -> Bokeh Photo Resize -> VAEEncode -> ReferenceLatent -> FluxGuidance 7.0;
+    UNETLoader (Kontext) -> Apply Bokeh Adapter (photo adapter) -> ModelSamplingFlux at the output
+    size -> KSampler euler/simple/50/cfg 1 -> VAEDecode -> Bokeh Colour Match to the resized photo
+    (mean and spread). One K drives the adapter and the prompt: a Float (single image) or the
+    FLOAT list of Bokeh Blur Levels (stack: one sampling per K, same seed)."""
+    g = Graph()
+    g.add("Note", 0, {"text": PHOTO_NOTE}, size=(340, 280))
+    unet = g.add("UNETLoader", 0, {"unet_name": KONTEXT_UNET, "weight_dtype": "default"}, models=[KONTEXT_UNET])
+    clip = g.add("DualCLIPLoader", 0, {"clip_name1": T5, "clip_name2": CLIP_L, "type": "flux"}, models=[T5, CLIP_L])
+    vae = g.add("VAELoader", 0, {"vae_name": AE}, models=[AE])
+    photo = g.add("LoadImage", 1, {"image": PHOTO_IMAGE}, title="Your photo", size=(320, 360))
+    resize = g.add("BokehPhotoResize", 1, size=(320, 120), image=(photo, 0))
+    encode = g.add("VAEEncode", 1, pixels=(resize, 0), vae=(vae, 0))
+    if stack:
+        k = (g.add("BokehBlurLevels", 2, {"start": 1.0, "end": 30.0, "count": 7, "levels": PHOTO_LEVELS}, size=(320, 180)), 0)
+    else:
+        k = (g.add("PrimitiveFloat", 2, {"value": 10.0}, title="Blur Level (K)", size=(320, 80)), 0)
+    adapter = g.add("BokehAdapterLoader", 2, {"adapter_name": PHOTO_ADAPTER}, size=(340, 90), models=[PHOTO_ADAPTER])
+    applied = g.add("BokehApplyAdapter", 2, {"blur_level": 10.0, "bokeh_scale": 1.0, "lora_scale": 1.0}, size=(340, 160),
+                    model=(unet, 0), bokeh_adapter=(adapter, 0), blur_level=k)
+    sampling = g.add("ModelSamplingFlux", 3, {"max_shift": 1.15, "base_shift": 0.5, "width": 512, "height": 512},
+                     model=(applied, 0), width=(resize, 1), height=(resize, 2))
+    prompt = g.add("BokehPhotoPrompt", 3, {"blur_level": 10.0}, size=(340, 110), clip=(clip, 0), blur_level=k)
+    reference = g.add("ReferenceLatent", 3, conditioning=(prompt, 0), latent=(encode, 0))
+    pos = g.add("FluxGuidance", 3, {"guidance": PHOTO_GUIDANCE}, conditioning=(reference, 0))
+    neg = g.add("ConditioningZeroOut", 4, conditioning=(reference, 0))
+    sample = g.add("KSampler", 4, {"seed": SEED, "steps": PHOTO_STEPS, "cfg": 1.0, "sampler_name": "euler",
+                                   "scheduler": "simple", "denoise": 1.0}, size=(320, 260),
+                   model=(sampling, 0), positive=(pos, 0), negative=(neg, 0), latent_image=(encode, 0))
+    image = g.add("VAEDecode", 4, samples=(sample, 0), vae=(vae, 0))
+    color = g.add("BokehColorMatch", 5, {"pivot_index": 0, "match_std": True, "drop_pivot": False},
+                  images=(image, 0), reference=(resize, 0))
+    if not stack:
+        g.add("SaveImage", 6, {"filename_prefix": "bokeh/photo"}, size=(400, 460), images=(color, 0))
+        g.save("bokeh_photo.json")
+        return
+    batch = g.add("RebatchImages", 5, {"batch_size": 64}, size=(320, 90), images=(color, 0))
+    sweep = (k[0], 2)
+    sheet = g.add("BokehContactSheet", 5, {"columns": 0}, size=(300, 110), images=(batch, 0), sweep=sweep)
+    meter = g.add("BokehBlurMeter", 6, size=(300, 320), images=(batch, 0), sweep=sweep)
+    g.add("PreviewAny", 6, size=(400, 300), source=(meter, 0))
+    g.add("SaveImage", 7, {"filename_prefix": "bokeh/photo_sheet"}, size=(400, 420), images=(sheet, 0))
+    g.add("PreviewImage", 7, title="Blur vs K", size=(400, 300), images=(meter, 2))
+    g.add("SaveImage", 8, {"filename_prefix": "bokeh/photo_stack"}, size=(400, 420), images=(color, 0))
+    g.add("Note", 4, {"text": "One sampling per blur level, same seed (ComfyUI list semantics): Bokeh Blur Levels' "
+                      "FLOAT list drives both Apply Bokeh Adapter and Bokeh Photo Prompt. The photo adapter needs "
+                      "no pivot: your photo anchors the scene."}, size=(320, 140))
+    g.save("bokeh_photo_stack.json")
+
+
 def main():
     inprocess.quiet_host_logging()
     inprocess.load_pack()
@@ -195,6 +259,8 @@ def main():
     grounded_sweep()
     grounded_sweep(checkpoint=True)
     list_sweep()
+    photo_graph(stack=False)
+    photo_graph(stack=True)
     print("wrote", ", ".join(sorted(p.name for p in OUT.glob("*.json"))))
 
 

@@ -7,13 +7,16 @@ CLIP_L = "clip_l.safetensors"
 AE = "ae.safetensors"
 FLUX_CKPT = "flux1-dev-fp8.safetensors"
 ADAPTER = "bokeh_diffusion_flux.safetensors"
+KONTEXT_UNET = "flux1-kontext-dev.safetensors"  # FLUX.1 Kontext [dev], for the photo adapter
+PHOTO_ADAPTER = "bokeh_lora.bin"  # the BokehDepth photo adapter, under its released name
+PHOTO_IMAGE = "example.png"  # the photo the photo workflows start from: ComfyUI ships it in input/
 
 WHERE_TO_GET = {  # model folder -> where its file comes from
-    "diffusion_models": "FLUX.1-dev from Black Forest Labs (huggingface.co/black-forest-labs/FLUX.1-dev, flux1-dev.safetensors; gated, accept its licence)",
+    "diffusion_models": "FLUX.1-dev from Black Forest Labs (huggingface.co/black-forest-labs/FLUX.1-dev, flux1-dev.safetensors; gated, accept its licence); for the photo adapter FLUX.1 Kontext [dev] (huggingface.co/black-forest-labs/FLUX.1-Kontext-dev, flux1-kontext-dev.safetensors; gated, non-commercial licence)",
     "text_encoders": "ComfyUI's FLUX text encoders (huggingface.co/comfyanonymous/flux_text_encoders: t5xxl_fp16.safetensors, clip_l.safetensors)",
     "vae": "ae.safetensors from the FLUX.1-dev repository",
     "checkpoints": "a single-file FLUX.1-dev checkpoint, e.g. flux1-dev-fp8.safetensors (huggingface.co/Comfy-Org/flux1-dev)",
-    "bokeh_diffusion": "the Bokeh Diffusion adapter from the authors (github.com/atfortes/BokehDiffusion: model.safetensors of the FLUX release; NTU S-Lab licence, non-commercial), renamed",
+    "bokeh_diffusion": "the Bokeh Diffusion adapter from the authors (github.com/atfortes/BokehDiffusion: model.safetensors of the FLUX release; NTU S-Lab licence, non-commercial), renamed; for photos the BokehDepth photo adapter (huggingface.co/fogradio/BokehDepth, weights/bokeh_lora.bin; licence not stated, treat as non-commercial)",
 }
 
 # What the frontend offers to download when a workflow's loader lacks its file
@@ -27,6 +30,8 @@ DOWNLOADS = {
     AE: ("https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/ae.safetensors", "vae"),
     FLUX_CKPT: ("https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev-fp8.safetensors", "checkpoints"),
     ADAPTER: ("https://github.com/atfortes/BokehDiffusion", "bokeh_diffusion"),
+    KONTEXT_UNET: ("https://huggingface.co/black-forest-labs/FLUX.1-Kontext-dev/resolve/main/flux1-kontext-dev.safetensors", "diffusion_models"),
+    PHOTO_ADAPTER: ("https://huggingface.co/fogradio/BokehDepth", "bokeh_diffusion"),
 }
 
 

@@ -147,6 +147,24 @@ def write_header_only(path, shapes: dict):
     return Path(path)
 
 
+def write_example_photo(name: str) -> Path:
+    """A photo under ``name`` in the host's input folder, when the host has none there (ComfyUI
+    ships input/example.png; a copy without it gets a generated gradient)."""
+    import numpy as np
+    from PIL import Image
+
+    boot()
+    import folder_paths
+
+    path = Path(folder_paths.get_input_directory()) / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        y, x = np.mgrid[0:300, 0:400]
+        rgb = np.stack([x * 255 // 399, y * 255 // 299, (x + y) * 255 // 698], -1).astype(np.uint8)
+        Image.fromarray(rgb).save(path)
+    return path
+
+
 def tiny_vae(seed: int = 0):
     """A real comfy.sd.VAE (AutoencoderKL, 16 latent channels, 8x like FLUX's) at tiny width."""
     boot()
