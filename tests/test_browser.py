@@ -27,7 +27,7 @@ import harness
 import pytest
 import requests
 import workflow_api
-from model_files import ADAPTER, DOWNLOADS
+from model_files import ADAPTER, DOWNLOADS, PHOTO_ADAPTER, PHOTO_IMAGE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -92,6 +92,10 @@ def server(tmp_path_factory):
     cfg = harness.TINY
     sd = harness.random_adapter_sd(cfg["hidden_size"], range(cfg["depth"] + cfg["depth_single_blocks"]), seed=41)
     save_file({k: v.contiguous() for k, v in sd.items()}, str(models / ADAPTER))
+    # The photo adapter as released (a torch zip, *_dof keys), and the photo its workflows load.
+    harness.write_adapter(models, {k.replace("_bokeh.", "_dof."): v for k, v in sd.items()}, name=PHOTO_ADAPTER)
+    (base / "input").mkdir()
+    (base / "input" / PHOTO_IMAGE).write_bytes(harness.write_example_photo(PHOTO_IMAGE).read_bytes())
     # The FLUX files the workflows name, as empty stand-ins in their model folders: newer
     # frontends (0.30.0's 1.48.7) mark a loader whose file is missing as a node in error. The
     # run below swaps the loaders for tiny models, so nothing reads these files.

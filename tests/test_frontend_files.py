@@ -8,7 +8,7 @@ import harness
 import make_locales
 import pytest
 import workflow_api
-from model_files import ADAPTER, DOWNLOADS
+from model_files import ADAPTER, DOWNLOADS, PHOTO_ADAPTER
 
 WORKFLOWS = sorted((harness.REPO / "workflows").glob("*.json"))
 LOADER_FILES = {  # loader -> widget names holding model files
@@ -27,7 +27,7 @@ def test_locale_file_and_docs_match_the_schemas(pack):
 
 def test_every_input_and_output_has_a_label(pack):
     defs = json.loads((harness.REPO / "locales" / "en" / "nodeDefs.json").read_text())
-    assert len(defs) == 7
+    assert len(defs) == 9
     for node_id, entry in defs.items():
         assert entry["display_name"].startswith("Bokeh") or "Bokeh" in entry["display_name"], node_id
         for where in ("inputs", "outputs"):
@@ -65,12 +65,14 @@ def test_workflow_loaders_offer_their_model_files(path):
         rows = node["properties"].get("models")
         assert rows, f"{node['type']} has no model download rows"
         names = {r["name"] for r in rows}
-        files = {v for v in node["widgets_values"] if isinstance(v, str) and v.endswith(".safetensors")}
+        files = {v for v in node["widgets_values"] if isinstance(v, str) and v.endswith((".safetensors", ".bin"))}
         assert files == names, (node["type"], files, names)
         for row in rows:
             assert row["url"] == DOWNLOADS[row["name"]][0] and row["directory"] == DOWNLOADS[row["name"]][1]
             if row["name"] == ADAPTER:  # never a made-up file URL: the authors' page, non-commercial
                 assert "huggingface.co" not in row["url"] and "atfortes/BokehDiffusion" in row["url"]
+            elif row["name"] == PHOTO_ADAPTER:  # the authors' repository page, not a file to download
+                assert row["url"] == "https://huggingface.co/fogradio/BokehDepth" and not row["url"].endswith(row["name"])
             else:
                 assert row["url"].startswith("https://huggingface.co/") and row["url"].endswith(row["name"])
         seen += 1

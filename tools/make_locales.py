@@ -26,18 +26,21 @@ DOCS = inprocess.REPO / "web" / "docs"
 # Per node: what it is for, and a small example (Markdown). The tables come from the schema.
 PAGES = {
     "BokehAdapterLoader": (
-        "Loads the Bokeh Diffusion FLUX adapter, the authors' released weights, from `models/bokeh_diffusion`. "
-        "The file is recognised by its keys and shapes, not its name; a LoRA, IP-Adapter or ControlNet file is "
-        "named as such in the error. Only files in the list are ever opened.",
-        "Put the authors' `model.safetensors` (583 MB, non-commercial licence) into `ComfyUI/models/bokeh_diffusion/`, "
-        "refresh, pick it here, and connect **Bokeh Adapter** to *Apply Bokeh Adapter*.",
+        "Loads a Bokeh adapter from `models/bokeh_diffusion`: the Bokeh Diffusion text-to-image adapter for "
+        "FLUX.1-dev (`model.safetensors`), or the BokehDepth photo adapter for FLUX.1 Kontext (`bokeh_lora.bin`). "
+        "Which one it is, is read from the file's keys (`*_bokeh` or `*_dof`) and shown on the node. A LoRA, "
+        "IP-Adapter or ControlNet file is named as such in the error. Only files in the list are ever opened; a "
+        "`.bin` is read only through PyTorch's restricted loader (tensors only, no code runs).",
+        "Put the authors' `model.safetensors` (583 MB, non-commercial licence) or `bokeh_lora.bin` into "
+        "`ComfyUI/models/bokeh_diffusion/`, refresh, pick it here, and connect **Bokeh Adapter** to *Apply Bokeh Adapter*.",
     ),
     "BokehApplyAdapter": (
         "Gives a FLUX.1 model a physical defocus-blur control: the **Blur Level** K runs from 0 (everything sharp) "
         "to 30 (strongest bokeh). Returns a patched copy; the input model is untouched.",
         "*UNETLoader* -> *ModelSamplingFlux* -> **Apply Bokeh Adapter** (Blur Level 20) -> *KSampler*. "
         "For one image per level, connect a FLOAT list from *Bokeh Blur Levels* to Blur Level. "
-        "Accepted: 0..30; -10..40 runs as an extrapolation (warned); beyond is an error.",
+        "Accepted: 0..30; -10..40 runs as an extrapolation (warned); beyond is an error. With the photo adapter "
+        "K is clamped to 1..30, as in its reference (K 0 acts as 1).",
     ),
     "BokehPivotBatch": (
         "Renders a whole blur sweep in one sampling run with the same scene: the batch is "
@@ -52,6 +55,18 @@ PAGES = {
         "Makes a list of blur levels: evenly spaced from Start to End, or the explicit Levels text.",
         "Start 0, End 30, Count 7 -> **Blur Levels** into *Apply Bokeh Adapter*'s Blur Level (one run per level), or "
         "**Levels Text** into *Bokeh Pivot Batch*'s Targets.",
+    ),
+    "BokehPhotoPrompt": (
+        "Writes the prompt the BokehDepth photo adapter was trained with, `Set dof_cond = K (stronger background "
+        "defocus); ...`, K with two decimals, and encodes it. A FLOAT list of blur levels gives one prompt per level.",
+        "*DualCLIPLoader* -> **Bokeh Photo Prompt** (the same K as *Apply Bokeh Adapter*) -> *ReferenceLatent* (your "
+        "photo's latent) -> *FluxGuidance* 7.0 -> *KSampler*. See the `bokeh_photo` workflow.",
+    ),
+    "BokehPhotoResize": (
+        "Resizes your photo to the photo adapter's working size with Lanczos: 512 x 512 as the reference does (the "
+        "photo is stretched), or the photo's aspect at about the same area (0.26 MP, sides multiples of 16; our "
+        "choice, not the reference's). Width and Height go to *ModelSamplingFlux*.",
+        "*LoadImage* -> **Bokeh Photo Resize** -> *VAEEncode* (and the resized photo as *Bokeh Colour Match*'s Reference).",
     ),
     "BokehColorMatch": (
         "Harmonises a sweep's colours as the paper does: each image's CIE Lab mean is moved to the pivot's "

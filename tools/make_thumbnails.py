@@ -83,6 +83,26 @@ def single() -> Image.Image:
     return img
 
 
+def photo_page(title: str, caption: str, blurs: list[tuple[str, float]]) -> Image.Image:
+    """The user's photo (left, sharp) and the same photo with more background blur (right)."""
+    img = Image.new("RGB", SIZE, (18, 18, 22))
+    d = ImageDraw.Draw(img)
+    d.text((SIZE[0] // 2, 22), title, fill=INK, font=font(22), anchor="mm")
+    panels = [("your photo", 0.0)] + blurs
+    n, gap, top = len(panels), 10, 60
+    pw = (SIZE[0] - gap * (n + 1)) // n
+    ph = min(220, int(pw * 1.4))
+    for i, (label, blur) in enumerate(panels):
+        x = gap + i * (pw + gap)
+        img.paste(scene(pw, ph, blur, seed=11), (x, top))
+        if i == 0:
+            d.rectangle([x - 3, top - 3, x + pw + 2, top + ph + 2], outline=DIM, width=2)
+        d.text((x + pw // 2, top + ph + 16), label, fill=ACCENT if i == 0 else INK, font=font(15), anchor="mm")
+    d.text((SIZE[0] // 2, SIZE[1] - 56), caption, fill=INK, font=font(15), anchor="mm")
+    d.text((SIZE[0] // 2, SIZE[1] - 24), "illustration, not model output", fill=DIM, font=font(13), anchor="mm")
+    return img
+
+
 def main():
     levels = [("K 0", 0.0), ("K 8", 1.5), ("K 15", 3.0), ("K 22", 4.5), ("K 28", 6.0)]
     grounded = [(label, blur, 0) for label, blur in levels]
@@ -92,6 +112,9 @@ def main():
         "bokeh_grounded_sweep": sheet("Grounded blur sweep", "one scene, blur from sharp to creamy (pivot K 15)", grounded, pivot=2),
         "bokeh_grounded_sweep_checkpoint": sheet("Grounded sweep, one checkpoint file", "as the grounded sweep, from a single-file FLUX checkpoint", grounded, pivot=2),
         "bokeh_list_sweep": sheet("One run per blur level", "no grounding: the scene may drift between levels", drifting),
+        "bokeh_photo": photo_page("Bokeh on your photo", "FLUX.1 Kontext + photo adapter: background blur K 10", [("K 10", 3.0)]),
+        "bokeh_photo_stack": photo_page("Blur stack of your photo", "one image per K, the subject kept sharp",
+                                        [("K 1", 0.3), ("K 11", 2.0), ("K 21", 4.0), ("K 30", 6.0)]),
     }
     for name, img in pages.items():
         img.save(OUT / f"{name}.jpg", quality=85)
