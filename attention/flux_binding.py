@@ -440,8 +440,9 @@ def _on_clone(original, clone) -> None:
 
 
 def _on_deepclone_multigpu(original, clone) -> None:
-    """ON_DEEPCLONE_MULTIGPU: the device's clone uses the device's copy of the adapter (made by
-    the adapter patcher's own deepclone), in its binding and in its norm wrappers."""
+    """ON_DEEPCLONE_MULTIGPU and ON_MATCH_MULTIGPU_CLONES: the device's clone uses the device's copy
+    of the adapter (made by the adapter patcher's own deepclone), in its binding and in its norm
+    wrappers."""
     binding = current_binding(clone)
     patchers = clone.additional_models.get(ADDITIONAL_MODELS_KEY) or []
     if binding is None or not patchers or patchers[0].model is binding.adapter:
@@ -478,9 +479,13 @@ def apply_adapter(model, adapter: BokehAdapter, patchers: dict, block_map, k_val
     for kind, fn in ((ext.WrappersMP.DIFFUSION_MODEL, bokeh_model_call), (ext.WrappersMP.PREPARE_SAMPLING, bokeh_prepare_sampling)):
         out.remove_wrappers_with_key(kind, WRAPPER_KEY)
         out.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
-    callbacks = {"ON_CLONE": _on_clone, "ON_DEEPCLONE_MULTIGPU": _on_deepclone_multigpu}
+    # MultiGPU (0.23+): a work unit made after Apply is a deep clone (ON_DEEPCLONE_MULTIGPU); one made
+    # before Apply (MultiGPU CFG Split, then Apply Bokeh Adapter) is re-matched to this model at
+    # sampling (ON_MATCH_MULTIGPU_CLONES). Either way the device's clone gets the device's adapter.
+    callbacks = {"ON_CLONE": _on_clone, "ON_DEEPCLONE_MULTIGPU": _on_deepclone_multigpu,
+                 "ON_MATCH_MULTIGPU_CLONES": _on_deepclone_multigpu}
     for name, fn in callbacks.items():
-        kind = getattr(ext.CallbacksMP, name, None)  # ON_DEEPCLONE_MULTIGPU: 0.23+
+        kind = getattr(ext.CallbacksMP, name, None)  # the MultiGPU callbacks: 0.23+
         if kind is not None:
             out.remove_callbacks_with_key(kind, WRAPPER_KEY)
             out.add_callback_with_key(kind, WRAPPER_KEY, fn)

@@ -30,6 +30,7 @@ def mods(pack):
         preview = harness.pack_module("nodes.preview")
         levels = harness.pack_module("nodes.sweep")
         bokeh = harness.pack_module("attention.bokeh")
+        photo = harness.pack_module("nodes.photo")
     return M
 
 

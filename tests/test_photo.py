@@ -10,24 +10,13 @@ import pytest
 import reference
 import torch
 from test_adapter import CFG, N_BLOCKS, host_rms_eps, rel_err
+from test_hardening import mods  # noqa: F401 - the pack's modules, a shared fixture
 
 
 def photo_sd(seed=31):
     """Random photo-adapter tensors in the BokehDepth layout: the bokeh pairs named *_dof."""
     sd = reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=seed)
     return {k.replace("_bokeh.", "_dof."): v for k, v in sd.items()}
-
-
-@pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        ckpt = harness.pack_module("weights.checkpoint")
-        folder = harness.pack_module("weights.folder")
-        errors = harness.pack_module("attention.errors")
-        adapter = harness.pack_module("nodes.adapter")
-        photo = harness.pack_module("nodes.photo")
-        pivot = harness.pack_module("nodes.pivot")
-    return M
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,40 @@ def test_multigpu_deepclone_gets_its_own_adapter(patched):
     assert torch.allclose(harness.diffusion_forward(clone, *inputs()), expected, rtol=0, atol=1e-6)
 
 
+def test_multigpu_split_before_apply_gets_its_own_adapter(pack, tmp_path):
+    """MultiGPU CFG Split before Apply Bokeh Adapter: the work unit was deep-cloned from the plain
+    model and is matched to the adapted one at sampling (match_multigpu_clones)."""
+    import comfy.patcher_extension
+
+    if not hasattr(comfy.patcher_extension.CallbacksMP, "ON_MATCH_MULTIGPU_CLONES"):
+        pytest.skip("this ComfyUI has no MultiGPU work units (before 0.23)")
+    flux_binding = harness.pack_module("attention.flux_binding")
+    nodes = harness.pack_module("nodes.adapter")
+    path = harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=32), name="split.safetensors")
+
+    def factory(disable_dynamic=False):
+        return harness.tiny_flux(seed=10)
+
+    base = factory()
+    base.cached_patcher_init = (factory, ())
+    unit = base.deepclone_multigpu(new_load_device=torch.device("cpu"))
+    base.set_additional_models("multigpu", [unit])  # what comfy.multigpu.create_multigpu_deepclones leaves
+    loaded = nodes.BokehAdapterLoader.execute(path.name).result[0]
+    patched = nodes.BokehApplyAdapter.execute(base, loaded, 9.0).result[0]
+    expected = harness.diffusion_forward(patched, *inputs())
+    patched.match_multigpu_clones()
+    (matched,) = patched.get_additional_models_with_key("multigpu")
+    assert matched.model is unit.model
+    own_modules_only(matched)
+    adapter = flux_binding.current_binding(matched).adapter
+    assert adapter is not flux_binding.current_binding(patched).adapter
+    assert matched.get_additional_models_with_key(flux_binding.ADDITIONAL_MODELS_KEY)[0].model is adapter
+    for obj in matched.object_patches.values():
+        if isinstance(obj, flux_binding.BokehQKNorm):
+            assert {id(obj.to_q), id(obj.to_k)} <= {id(m) for m in adapter.modules()}
+    assert torch.allclose(harness.diffusion_forward(matched, *inputs()), expected, rtol=0, atol=1e-6)
+
+
 def test_ordinary_clones_share_the_model_and_the_wrappers(patched):
     clone = patched.clone()
     assert clone.model is patched.model
