@@ -67,6 +67,21 @@ def test_colour_match_std_option_and_reference(mods, photo):
     assert dropped.shape[0] == 3
 
 
+def test_colour_match_on_a_sweep_without_pivot(mods, photo):
+    """A photo stack (Blur Levels' sweep, no pivot row): every image is matched to the reference,
+    the first one too; without a reference there is nothing to match to."""
+    batch = tinted(photo)
+    sweep = mods.sweep.Sweep(k_values=(1.0, 10.0, 20.0, 30.0), pivot_row=None)
+    ref = torch.full_like(photo, 0.5)
+    out = mods.color.BokehColorMatch.execute(batch, sweep, 0, ref, True).result[0]
+    assert not torch.equal(out[0], batch[0])
+    assert (mods.colormath.lab_means(out) - mods.colormath.lab_means(ref)).abs().max() < 2.0
+    with pytest.raises(mods.errors.BokehInputError, match="no pivot row"):
+        mods.color.BokehColorMatch.execute(batch, sweep, 0)
+    with pytest.raises(mods.errors.BokehInputError, match="drop_pivot"):
+        mods.color.BokehColorMatch.execute(batch, sweep, 0, ref, False, True)
+
+
 def test_colour_match_bad_input(mods, photo):
     with pytest.raises(mods.errors.BokehInputError, match="Pivot row 5"):
         mods.color.BokehColorMatch.execute(photo, None, 5)
@@ -159,9 +174,11 @@ def test_contact_sheet_grid_and_labels(mods, photo):
 
 def test_blur_levels_node(mods):
     run = mods.sweep_node.BokehBlurLevels.execute
-    values, text = run(0.0, 28.0, 5).result
+    values, text, sweep = run(0.0, 28.0, 5).result
     assert values == [0.0, 7.0, 14.0, 21.0, 28.0] and text == "0, 7, 14, 21, 28"
-    values, text = run(0.0, 28.0, 5, "0, 4; 8 12").result
+    assert sweep.k_values == (0.0, 7.0, 14.0, 21.0, 28.0) and sweep.pivot_row is None
+    assert sweep.labels(5) == ["K 0", "K 7", "K 14", "K 21", "K 28"] and sweep.ks_for(4) is None
+    values, text, _ = run(0.0, 28.0, 5, "0, 4; 8 12").result
     assert values == [0.0, 4.0, 8.0, 12.0] and text == "0, 4, 8, 12"
     with pytest.raises(mods.errors.BokehInputError, match="not a number"):
         run(0.0, 1.0, 2, "0, x")
