@@ -34,7 +34,6 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1")
 HAVE_BROWSER = os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
 PACK_FOLDER = "comfyui-bokeh-diffusion"  # the folder name users clone the pack into
-TEST_NODES_FOLDER = "bokeh_test_nodes"
 REPO = harness.REPO
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 LOCALES = REPO / "locales" / "en" / "nodeDefs.json"
@@ -64,17 +63,6 @@ def tail(path: Path, n: int = 3000) -> str:
 
 # --- the server ------------------------------------------------------------------------------
 
-TEST_NODES_INIT = '''"""Test-only stand-ins for the FLUX loaders and text encoders (tools/tiny_nodes.py)."""
-import sys
-
-if {tools!r} not in sys.path:
-    sys.path.insert(0, {tools!r})
-import tiny_nodes
-
-NODE_CLASS_MAPPINGS = dict(tiny_nodes.TEST_NODES)
-'''
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not HAVE_BROWSER:  # only reached with CI set (else the module is skipped)
@@ -83,8 +71,7 @@ def server(tmp_path_factory):
     nodes_dir = base / "custom_nodes"
     nodes_dir.mkdir()
     (nodes_dir / PACK_FOLDER).symlink_to(REPO, target_is_directory=True)
-    (nodes_dir / TEST_NODES_FOLDER).mkdir()
-    (nodes_dir / TEST_NODES_FOLDER / "__init__.py").write_text(TEST_NODES_INIT.format(tools=str(REPO / "tools")))
+    harness.install_test_nodes(base)
     models = base / "models" / "bokeh_diffusion"
     models.mkdir(parents=True)
     from safetensors.torch import save_file

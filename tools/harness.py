@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import subprocess
 from pathlib import Path
 
 import inprocess
@@ -77,49 +79,116 @@ def tiny_graph(adapter_name=None, blur=15.0, steps=3, cfg=1.0):
     return g
 
 
+TEST_NODES_FOLDER = "bokeh_test_nodes"
+TEST_NODES_INIT = '''"""Test-only stand-ins for the FLUX loaders and text encoders (tools/tiny_nodes.py)."""
+import sys
+
+if {tools!r} not in sys.path:
+    sys.path.insert(0, {tools!r})
+import tiny_nodes
+
+NODE_CLASS_MAPPINGS = dict(tiny_nodes.TEST_NODES)
+'''
+
+
+def install_test_nodes(base) -> Path:
+    """A second, test-only custom node folder in ``base/custom_nodes`` that registers the tiny
+    model stand-ins of tools/tiny_nodes.py in a real server."""
+    folder = Path(base) / "custom_nodes" / TEST_NODES_FOLDER
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(TEST_NODES_INIT.format(tools=str(REPO / "tools")))
+    return folder
+
+
+def server_base(base, pack: bool = True, adapters: dict | None = None) -> Path:
+    """A base directory for a real test server: custom_nodes with this pack and the test-only
+    tiny nodes (unless ``pack`` is false: a bare ComfyUI), and tiny random adapters
+    ({file name: seed}) in models/bokeh_diffusion."""
+    from safetensors.torch import save_file
+
+    base = Path(base)
+    (base / "custom_nodes").mkdir(parents=True)
+    if pack:
+        (base / "custom_nodes" / PACK_DIR_NAME).symlink_to(REPO, target_is_directory=True)
+        install_test_nodes(base)
+    blocks = range(TINY["depth"] + TINY["depth_single_blocks"])
+    for name, seed in (adapters or {}).items():
+        sd = random_adapter_sd(TINY["hidden_size"], blocks, seed=seed)
+        (base / "models" / "bokeh_diffusion").mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(base / "models" / "bokeh_diffusion" / name))
+    return base
+
+
+@dataclasses.dataclass
+class ComfyProcess:
+    url: str
+    proc: "subprocess.Popen"
+    log: Path
+
+
 @contextlib.contextmanager
-def comfy_server(base):
-    """The real ComfyUI (``main.py --cpu``) on a free loopback port with ``base`` as its base
-    directory; yields its URL once it answers, and stops it (by its process) on exit. The log is
-    ``base/server.log``."""
+def comfy_servers(bases):
+    """Real ComfyUIs (``main.py --cpu``), one per base directory, each on its own free loopback
+    port, started together (their imports overlap); yields a ComfyProcess for each once all answer,
+    and stops each by its process on exit. Each log is ``base/server.log``."""
     import socket
-    import subprocess
     import sys
     import time
 
     import requests
 
     root = boot()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = Path(base) / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, str(root / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-         "--base-directory", str(base), "--disable-auto-launch"],
-        cwd=base, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("ComfyUI exited: " + log_path.read_text()[-3000:])
-            try:
-                if requests.get(url + "/system_stats", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("ComfyUI did not start: " + log_path.read_text()[-3000:])
-            time.sleep(0.5)
-        yield url
+    socks = [socket.socket() for _ in bases]
+    try:  # all held open at once, so no two servers are given the same port
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        ports = [s.getsockname()[1] for s in socks]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        for s in socks:
+            s.close()
+    servers, logs = [], []
+    try:
+        for base, port in zip(bases, ports):
+            log_path = Path(base) / "server.log"
+            logs.append(open(log_path, "w"))
+            proc = subprocess.Popen(
+                [sys.executable, str(root / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+                 "--base-directory", str(base), "--disable-auto-launch"],
+                cwd=base, stdout=logs[-1], stderr=subprocess.STDOUT,
+            )
+            servers.append(ComfyProcess(f"http://127.0.0.1:{port}", proc, log_path))
+        deadline = time.monotonic() + 300
+        for server in servers:
+            while True:
+                if server.proc.poll() is not None:
+                    raise RuntimeError("ComfyUI exited: " + server.log.read_text()[-3000:])
+                try:
+                    if requests.get(server.url + "/system_stats", timeout=2).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("ComfyUI did not start: " + server.log.read_text()[-3000:])
+                time.sleep(0.5)
+        yield servers
+    finally:
+        for server in servers:
+            if server.proc.poll() is None:
+                server.proc.terminate()
+        for server in servers:
+            try:
+                server.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait()
+        for log in logs:
+            log.close()
+
+
+@contextlib.contextmanager
+def comfy_server(base):
+    """The real ComfyUI (``main.py --cpu``) on a free loopback port with ``base`` as its base
+    directory; yields its URL once it answers, and stops it (by its process) on exit. The log is
+    ``base/server.log``."""
+    with comfy_servers([base]) as (server,):
+        yield server.url
