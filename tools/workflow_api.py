@@ -38,10 +38,13 @@ def load(path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def ui_to_api(workflow: dict) -> dict:
-    """Convert a UI-graph workflow to an API prompt using the running host's node classes."""
-    import nodes
+def ui_to_api(workflow: dict, node_classes=None) -> dict:
+    """Convert a UI-graph workflow to an API prompt using the running host's node classes, or
+    ``node_classes`` (type -> object with ``INPUT_TYPES()``, e.g. a remote server's definitions)."""
+    if node_classes is None:
+        import nodes
 
+        node_classes = nodes.NODE_CLASS_MAPPINGS
     by_id = {n["id"]: n for n in workflow["nodes"]}
     links = {}
     for link in workflow.get("links", []):
@@ -67,7 +70,7 @@ def ui_to_api(workflow: dict) -> dict:
         kind = node["type"]
         if kind in FRONTEND_ONLY or kind in PASS_THROUGH or node.get("mode", 0) in (2, 4):
             continue
-        cls = nodes.NODE_CLASS_MAPPINGS.get(kind)
+        cls = node_classes.get(kind)
         if cls is None:
             raise WorkflowError(f"node {node['id']} is of type {kind!r}, which this ComfyUI does not have (missing custom node?)")
         linked = {i["name"]: i["link"] for i in node.get("inputs", []) if i.get("link") is not None}
