@@ -3,6 +3,7 @@
     python scripts/bokeh_sweep.py --prompt "a cat on a sofa" --targets "0, 8, 16, 28"
     python scripts/bokeh_sweep.py --photo me.jpg --targets "1, 10, 20, 30"   # bokeh on a photo
     python scripts/bokeh_sweep.py --check          # tiny random models: proves the install
+    python scripts/bokeh_sweep.py --servers http://127.0.0.1:8188,http://127.0.0.1:8189   # one ComfyUI per GPU
 
 Models are found through ComfyUI's model folders (models/diffusion_models, text_encoders,
 vae, bokeh_diffusion, and extra_model_paths.yaml), or given as paths. Writes the images, a
@@ -68,6 +69,9 @@ def parse_args(argv=None):
                    help="with --photo: render at 512 x 512 as the reference does, or at the photo's aspect (about 0.26 MP)")
     p.add_argument("--check", action="store_true", help="run the same graph on tiny random models (images are noise)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU (automatic when no GPU is usable; --check always does)")
+    p.add_argument("--servers", default=None, help="URL[,URL...] of running ComfyUIs with this pack and the same models: "
+                   "the targets are shared out over them (models are names in their model folders; --check needs "
+                   "the test-only tiny nodes there)")
     return p.parse_args(argv)
 
 
@@ -96,6 +100,27 @@ def resolve_models(prompt, args, folder_paths) -> list[str]:
                 where = folder_paths.get_folder_paths(folder)
                 missing.append(f"  {given}\n      goes in: {where[0] if where else 'models/' + folder}\n      get it: {WHERE_TO_GET[folder]}")
     return missing
+
+
+def remote_prompt(args, node_classes) -> dict:
+    """The sweep's API prompt for --servers, from a server's node definitions. Models are names
+    in each server's model folders (a path on this machine means nothing there); --check swaps
+    them for the test-only tiny nodes, which the servers must have, and the adapter by name."""
+    import shard_sweep
+
+    prompt = workflow_api.ui_to_api(workflow_api.load(CKPT_WORKFLOW if args.checkpoint else WORKFLOW), node_classes)
+    configure(prompt, args)
+    if args.check:
+        prompt = workflow_api.swap_for_tiny_models(prompt)
+    for node in prompt.values():
+        for name, folder, dest in LOADERS.get(node["class_type"], []):
+            given = getattr(args, dest)
+            if given is not None and ("/" in given or os.sep in given):
+                raise shard_sweep.SweepError(f"--{dest.replace('_', '-')} {given}: with --servers, give the name of a "
+                                             f"file in each server's models/{folder}, not a path")
+            if given is not None:
+                node["inputs"][name] = given
+    return prompt
 
 
 def configure(prompt, args):
@@ -132,6 +157,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out_dir = Path(args.output).resolve()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.servers:  # the servers run the graph: no ComfyUI in this process
+        import shard_sweep
+
+        return shard_sweep.main(args, lambda node_classes: remote_prompt(args, node_classes))
     import torch
 
     inprocess.boot(cpu=args.check or args.cpu or not torch.cuda.is_available())
