@@ -387,6 +387,9 @@ def main(args, build_prompt) -> int:
     except SweepError as e:
         print(f"The sweep failed: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # asyncio.run cancelled the runs: each took its prompt off its server
+        print("Stopped. The shards queued or running on the servers were taken off them.", file=sys.stderr)
+        return 130
     print(f"\nDone in {result.seconds:.1f} s. Wrote to {out_dir}:\n  " + "\n  ".join(result.files))
     print("Rendered: " + "; ".join(f"{s} on {result.rendered_by[s.index]}" for s in result.shards))
     largest, mean = result.pivot_diff
