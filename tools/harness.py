@@ -127,10 +127,12 @@ class ComfyProcess:
 
 
 @contextlib.contextmanager
-def comfy_servers(bases):
+def comfy_servers(bases, envs=None):
     """Real ComfyUIs (``main.py --cpu``), one per base directory, each on its own free loopback
     port, started together (their imports overlap); yields a ComfyProcess for each once all answer,
-    and stops each by its process on exit. Each log is ``base/server.log``."""
+    and stops each by its process on exit. Each log is ``base/server.log``; ``envs``: extra
+    environment variables per server (e.g. OMP_NUM_THREADS)."""
+    import os
     import socket
     import sys
     import time
@@ -148,13 +150,13 @@ def comfy_servers(bases):
             s.close()
     servers, logs = [], []
     try:
-        for base, port in zip(bases, ports):
+        for base, port, env in zip(bases, ports, envs or [{}] * len(bases)):
             log_path = Path(base) / "server.log"
             logs.append(open(log_path, "w"))
             proc = subprocess.Popen(
                 [sys.executable, str(root / "main.py"), "--cpu", "--listen", "127.0.0.1", "--port", str(port),
                  "--base-directory", str(base), "--disable-auto-launch"],
-                cwd=base, stdout=logs[-1], stderr=subprocess.STDOUT,
+                cwd=base, stdout=logs[-1], stderr=subprocess.STDOUT, env={**os.environ, **env},
             )
             servers.append(ComfyProcess(f"http://127.0.0.1:{port}", proc, log_path))
         deadline = time.monotonic() + 300
