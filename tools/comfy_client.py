@@ -27,7 +27,11 @@ import numpy as np
 MAX_JSON = 64 << 20  # /object_info of a server with many custom nodes is a few MB
 MAX_IMAGE = 256 << 20
 MAX_SIDE = 16384
-HEARTBEAT = 20.0  # seconds; a server that stops answering pings counts as lost
+HEARTBEAT = 60.0  # seconds; a server that stops answering pings counts as lost (a killed one at once)
+# A plain request may wait this long between reads (a busy server still answers: its HTTP loop
+# is not the thread that runs prompts); the websocket has no read limit, since a prompt may wait
+# in the queue behind other clients' work.
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
 PROMPT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -171,7 +175,7 @@ class ComfyServer:
 
     async def _get(self, path: str, what: str, params=None, limit: int = MAX_JSON, down=RunFailed) -> bytes:
         try:
-            async with self.session.get(self.url + path, params=params) as r:
+            async with self.session.get(self.url + path, params=params, timeout=REQUEST_TIMEOUT) as r:
                 if r.status != 200:
                     raise down(self.url, f"GET {path} answered HTTP {r.status}")
                 return await self._body(r, limit, what)
@@ -217,7 +221,10 @@ class ComfyServer:
         prompt_id = None
         try:
             prompt_id = await self._queue(prompt, client_id)
-            await self._wait(ws, prompt_id, watch)
+            try:
+                await self._wait(ws, prompt_id, watch)
+            except TRANSPORT_ERRORS as e:
+                raise RunFailed(self.url, f"connection lost mid-run ({_why(e)})") from None
             outputs = await self._outputs(prompt_id)
             prompt_id = None
             return outputs
@@ -228,7 +235,8 @@ class ComfyServer:
 
     async def _queue(self, prompt: dict, client_id: str) -> str:
         try:
-            async with self.session.post(self.url + "/prompt", json={"prompt": prompt, "client_id": client_id}) as r:
+            async with self.session.post(self.url + "/prompt", json={"prompt": prompt, "client_id": client_id},
+                                         timeout=REQUEST_TIMEOUT) as r:
                 raw = await self._body(r, MAX_JSON, "the /prompt answer")
                 status = r.status
         except TRANSPORT_ERRORS as e:
