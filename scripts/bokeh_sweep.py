@@ -157,6 +157,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out_dir = Path(args.output).resolve()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.servers and args.photo:
+        print("--servers shares out a grounded sweep (a pivot batch); --photo runs here: leave one of them out.", file=sys.stderr)
+        return 2
     if args.servers:  # the servers run the graph: no ComfyUI in this process
         import shard_sweep
 

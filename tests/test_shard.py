@@ -99,6 +99,10 @@ def test_server_answers_are_checked():
             comfy_client.parse_servers(bad)
 
 
+def test_photo_is_not_shared_out(tmp_path):
+    assert bokeh_sweep.main(["--photo", str(tmp_path / "me.jpg"), "--servers", "http://127.0.0.1:1"]) == 2
+
+
 def test_no_server_for_the_work_fails_clearly(servers, tmp_path):
     bare, down = servers["c"].url, closed_port_url()
     with pytest.raises(shard_sweep.NoServerLeft) as err:
