@@ -50,14 +50,13 @@ class BokehColorMatch(io.ComfyNode):
     def execute(cls, images, sweep=None, pivot_index=0, reference=None, match_std=False, drop_pivot=False) -> io.NodeOutput:
         images = check_images(images)
         pivot = sweep.pivot_row if sweep is not None else int(pivot_index)
-        if reference is not None and pivot is None:
+        if pivot is None:  # a sweep without pivot (Bokeh Blur Levels): the reference is all there is
+            if reference is None:
+                raise BokehInputError("This sweep has no pivot row (a list of blur levels): connect the Reference input "
+                                      "(e.g. your photo) to match the colours to.")
             if drop_pivot:
                 raise BokehInputError("drop_pivot: this sweep has no pivot row (a list of blur levels). Turn drop_pivot off.")
-            return io.NodeOutput(match_lab(images, check_images(reference, "reference image")[:1], match_std))
-        if pivot is None:
-            raise BokehInputError("This sweep has no pivot row (a list of blur levels): connect the Reference input "
-                                  "(e.g. your photo) to match the colours to.")
-        if not 0 <= pivot < images.shape[0]:
+        elif not 0 <= pivot < images.shape[0]:
             raise BokehInputError(f"Pivot row {pivot} does not exist in a batch of {images.shape[0]} images.")
         if reference is not None:
             ref = check_images(reference, "reference image")[:1]

@@ -69,8 +69,9 @@ def check_blur(value, what: str = "blur level", flavour: str = TEXT) -> float:
             f"{low:g} to {high:g} are accepted as an extrapolation; anything beyond produces broken images."
         )
     if flavour == PHOTO:
-        if effective_k(k, flavour) != k:
-            log.info("Bokeh: %s %g acts as %g with the photo adapter (trained on %g..%g)", what, k, effective_k(k, flavour), PHOTO_K_MIN, K_RANGE)
+        acts = effective_k(k, flavour)
+        if acts != k:
+            log.info("Bokeh: %s %g acts as %g with the photo adapter (trained on %g..%g)", what, k, acts, PHOTO_K_MIN, K_RANGE)
     elif not 0.0 <= k <= K_RANGE:
         log.warning("Bokeh: %s %g is outside 0..30 and extrapolates beyond the trained range", what, k)
     return k

@@ -50,6 +50,7 @@ CONVERT_HINT = (
 # The photo adapter's names for the bokeh pairs (BokehDepth): same shapes, same maths.
 FLAVOUR_NAMES = {"to_k_dof": "to_k_bokeh", "to_v_dof": "to_v_bokeh"}
 MODULE_PREFIX = "module."  # what torch.nn.DataParallel puts before every key
+DOF_KEY = re.compile(r"^(adapter_modules\.[0-9]+\.)(to_k_dof|to_v_dof)(\.(?:down|up)\.weight)$")
 EMBED_KEYS = (
     "embedding_layer.0.weight",
     "embedding_layer.0.bias",
@@ -124,7 +125,7 @@ def canonical_key(key: str) -> str:
     photo adapter's ``to_k_dof`` / ``to_v_dof`` as ``to_k_bokeh`` / ``to_v_bokeh``."""
     if key.startswith(MODULE_PREFIX):
         key = key[len(MODULE_PREFIX):]
-    m = re.match(r"^(adapter_modules\.[0-9]+\.)(to_k_dof|to_v_dof)(\.(?:down|up)\.weight)$", key)
+    m = DOF_KEY.match(key)
     return m.group(1) + FLAVOUR_NAMES[m.group(2)] + m.group(3) if m else key
 
 
@@ -139,28 +140,32 @@ def key_label(key: str) -> str:
     return key if is_adapter_key(key) else "a key that is not an adapter key"
 
 
-def flavour_of(keys, name: str) -> str:
-    """TEXT (``*_bokeh`` pairs, Bokeh Diffusion) or PHOTO (``*_dof`` pairs, BokehDepth stage 1)."""
-    photo = any("_dof." in k for k in keys if is_adapter_key(k))
-    text = any("_bokeh." in k for k in keys if is_adapter_key(k))
-    if photo and text:
+def canonical_shapes(shapes: dict[str, tuple[int, ...]], name: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str], str]:
+    """({canonical key: shape}, {canonical key: file key}, flavour) in one pass over the file's
+    keys. The flavour: PHOTO for ``*_dof`` pairs (BokehDepth stage 1), TEXT for ``*_bokeh`` pairs
+    (Bokeh Diffusion) or none; a file with both, or with one adapter key twice (``x`` and
+    ``module.x``), is an error."""
+    out, origin, flavours, twice = {}, {}, set(), []
+    for key, shape in shapes.items():
+        canon = canonical_key(key)
+        if canon in EMBED_KEYS or PAIR_KEY.match(canon):
+            if "_dof." in key:
+                flavours.add(PHOTO)
+            elif "_bokeh." in key:
+                flavours.add(TEXT)
+        else:
+            canon = key
+        if canon in out:
+            twice.append(canon)
+        out[canon], origin[canon] = shape, key
+    if len(flavours) > 1:
         raise BokehAdapterError(
             f"{name} mixes the text-to-image adapter's keys (to_k_bokeh/to_v_bokeh) with the photo adapter's "
             f"(to_k_dof/to_v_dof); a file holds one adapter. {DOWNLOAD_HINT}"
         )
-    return PHOTO if photo else TEXT
-
-
-def canonical_shapes(shapes: dict[str, tuple[int, ...]], name: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """({canonical key: shape}, {canonical key: file key}); two file keys for one adapter key
-    (``x`` and ``module.x``) are an error."""
-    out, origin = {}, {}
-    for key, shape in shapes.items():
-        canon = canonical_key(key) if is_adapter_key(key) else key
-        if canon in out:
-            raise BokehAdapterError(f"{name} holds {key_label(canon)} twice (with and without a prefix); the file is damaged. {DOWNLOAD_HINT}")
-        out[canon], origin[canon] = shape, key
-    return out, origin
+    if twice:
+        raise BokehAdapterError(f"{name} holds {key_label(twice[0])} twice (with and without a prefix); the file is damaged. {DOWNLOAD_HINT}")
+    return out, origin, PHOTO if PHOTO in flavours else TEXT
 
 
 def open_regular(path, name: str):
@@ -548,8 +553,7 @@ def load_adapter(path: str | Path, name: str | None = None, known: dict | None =
         if known is not None and identity in known:
             return known[identity]
         cfg = _read_config(path, name)
-        flavour = flavour_of(container.shapes, name)
-        shapes, origin = canonical_shapes(container.shapes, name)
+        shapes, origin, flavour = canonical_shapes(container.shapes, name)
         dims, unused = infer_dims(shapes, name=name, alpha=_alpha(cfg), flavour=flavour)
         _check_config(cfg, dims, name)
         tensors = {}
