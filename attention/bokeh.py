@@ -143,7 +143,10 @@ def add_lowrank(x: torch.Tensor, pair: LowRank, scale: float) -> torch.Tensor:
     b, h, l, d = x.shape
     down, up = pair.down.weight, pair.up.weight
     scale = scale * pair.scale
-    if down.dtype == x.dtype and down.device == x.device and not x.requires_grad:
+    # Not while autograd records the adapter (training): the in-place update would overwrite the
+    # projection that the GEMM saved for the adapter's gradient.
+    recording = torch.is_grad_enabled() and (down.requires_grad or up.requires_grad)
+    if down.dtype == x.dtype and down.device == x.device and not x.requires_grad and not recording:
         try:
             flat = x.transpose(1, 2).view(b * l, h * d)
         except RuntimeError:

@@ -113,7 +113,9 @@ class Adapter:
 
 
 def joint_attention(q, k, v, angles, adapter, block, k_inputs, ground):
-    """q, k, v: (B, H, L, D) before RoPE. ground: {row: pivot_row} for grounded rows."""
+    """q, k, v: (B, H, L, D) before RoPE. ground: {row: pivot_row} for grounded rows, or a
+    function block -> such a dict (training grounds only some blocks, bokeh-training.md 1.10)."""
+    ground = ground(block) if callable(ground) else ground
     q, k = rotate(q, angles), rotate(k, angles)
     outs = []
     for r in range(q.shape[0]):
