@@ -80,3 +80,194 @@ def test_classical_render_gamma_and_scale(mods):
     want_bokeh, want_dil = ref.scatter_loop(img.numpy() ** 2.2, clean.numpy())
     assert np.abs(bokeh[0].numpy() - want_bokeh ** (1 / 2.2)).max() < 1e-6
     assert np.array_equal(dil[0, 0].numpy(), want_dil / 10.0)
+
+
+# -- the defocus map of spec 2.1 ----------------------------------------------------------------
+
+def scene(seed, subject_depth, h=24, w=28):
+    """(depth (H, W) float64, uint8 mask): a textured background at 30..80 m, a box subject at
+    ``subject_depth`` = (near, far) m."""
+    g = torch.Generator().manual_seed(seed)
+    depth = 30 + 50 * torch.rand(h, w, generator=g, dtype=torch.float64)
+    mask = torch.zeros(h, w, dtype=torch.uint8)
+    box = (slice(h // 5, h - h // 5), slice(w // 4, w - w // 4))
+    mask[box] = 255
+    near, far = subject_depth
+    depth[box] = near + (far - near) * torch.rand(depth[box].shape, generator=g, dtype=torch.float64)
+    return depth, mask
+
+
+def check_against_reference(mods, depth, mask, k=17.0):
+    out = mods.defocus.defocus_map(depth[None, None], None if mask is None else mask[None, None].double() / 255.0, k)
+    want, focus, flat = ref.defocus_np(depth.numpy(), None if mask is None else mask.numpy(), k)
+    # float64 both sides, the same formulas; the medians and the percentile are order statistics
+    assert np.abs(out.defocus[0, 0].numpy() - want).max() < 1e-12
+    assert abs(float(out.focus[0]) - focus) < 1e-12 and bool(out.flat[0]) == flat
+    return out, flat
+
+
+def test_defocus_deep_subject_focuses_on_its_nearer_half(mods):
+    depth, mask = scene(1, (2.0, 20.0))  # subject 18 m deep: no flat override
+    out, flat = check_against_reference(mods, depth, mask)
+    assert not flat
+    assert out.defocus[0, 0][mask == 0].max() < 0  # the background is behind the focus plane: negative
+
+
+def test_defocus_flat_subject_is_all_in_focus(mods):
+    depth, mask = scene(2, (1.5, 3.0))
+    out, flat = check_against_reference(mods, depth, mask)
+    assert flat
+    d96 = np.percentile(depth[mask > 127].numpy(), 96)
+    near = (depth <= d96) & (mask > 127)
+    assert torch.all(out.defocus[0, 0][near] == 0)  # disp[C] = disp_focus exactly
+
+
+def test_defocus_flat_focus_on_the_image_scale(mods):
+    """The deviation for the node: 1/d96 normalised over the whole image's inverse depth, the scale
+    of the disparity map (the spec normalises it over the foreground only)."""
+    depth, mask = scene(2, (1.5, 3.0))
+    out = mods.defocus.defocus_map(depth[None], mask[None].double() / 255, 10.0, flat_focus="image")
+    inv = 1.0 / depth.numpy()
+    d96 = np.percentile(depth[mask > 127].numpy(), 96)
+    want = (1.0 / d96 - inv.min()) / (inv.max() - inv.min() + 1e-8)
+    assert abs(float(out.focus[0]) - want) < 1e-12 and bool(out.flat[0])
+    assert out.defocus[0, 0][mask == 0].max() < 0 < float(out.focus[0])
+
+
+def test_defocus_empty_or_missing_mask_focuses_on_the_median(mods):
+    depth, _ = scene(3, (2.0, 20.0))
+    empty = torch.zeros_like(depth, dtype=torch.uint8)
+    a, _ = check_against_reference(mods, depth, empty)
+    b, _ = check_against_reference(mods, depth, None)
+    assert torch.equal(a.defocus, b.defocus) and float(a.focus[0]) == float(np.median(a.disparity.numpy()))
+
+
+def test_defocus_invalid_depth(mods):
+    """NaN, inf, 0 and negative depth are invalid: they take the median valid disparity."""
+    depth, mask = scene(4, (2.0, 20.0))
+    depth[0, :4] = float("nan")
+    depth[1, :3] = float("inf")
+    depth[2, :2] = 0.0
+    depth[3, 0] = -5.0
+    depth[6, 9] = float("nan")  # inside the subject: out of the foreground set too
+    out, _ = check_against_reference(mods, depth, mask)
+    invalid = ~torch.isfinite(depth) | (depth <= 1e-6)
+    assert torch.isfinite(out.defocus).all() and len(set(out.disparity[0, 0][invalid].tolist())) == 1
+
+
+def test_defocus_no_valid_depth_or_no_range_is_sharp(mods):
+    nothing = torch.full((10, 12), float("nan"), dtype=torch.float64)
+    out, _ = check_against_reference(mods, nothing, None)
+    assert torch.all(out.defocus == 0) and torch.all(out.disparity == 0.5)
+    flat_scene = torch.full((10, 12), 4.0, dtype=torch.float64)
+    mask = torch.zeros(10, 12, dtype=torch.uint8)
+    mask[2:6, 3:8] = 255
+    check_against_reference(mods, flat_scene, mask)  # the spec's quirk: disp 0.5, the override's focus 0
+    check_against_reference(mods, flat_scene, None)
+
+
+def test_defocus_batch_per_image_k_and_fixed_focus(mods):
+    (d1, m1), (d2, m2) = scene(5, (2.0, 20.0)), scene(6, (1.0, 2.0))
+    depth, mask = torch.stack([d1, d2])[:, None], torch.stack([m1, m2])[:, None].double() / 255
+    out = mods.defocus.defocus_map(depth, mask, torch.tensor([5.0, 25.0], dtype=torch.float64))
+    for i, (d, m, k) in enumerate(((d1, m1, 5.0), (d2, m2, 25.0))):
+        assert np.abs(out.defocus[i, 0].numpy() - ref.defocus_np(d.numpy(), m.numpy(), k)[0]).max() < 1e-12
+    fixed = mods.defocus.defocus_map(depth, mask, 10.0, focus=0.25)
+    assert torch.equal(fixed.focus, torch.full((2,), 0.25, dtype=torch.float64))
+    assert torch.allclose(fixed.defocus, 10.0 * (fixed.disparity - 0.25) / 10.0, rtol=0, atol=1e-15)
+
+
+def test_render_bokeh_matches_the_reference_pipeline(mods):
+    depth, mask = scene(7, (1.5, 3.0), h=16, w=18)
+    g = torch.Generator().manual_seed(8)
+    img = torch.rand(3, 16, 18, generator=g, dtype=torch.float64)
+    bokeh, defocus = mods.render.render_bokeh(img[None], depth[None, None], mask[None, None].double() / 255, 12.0)
+    want_def = ref.defocus_np(depth.numpy(), mask.numpy(), 12.0)[0]
+    want, _ = ref.scatter_loop(img.numpy() ** 2.2, 10.0 * want_def)
+    assert np.abs(bokeh[0].numpy() - want ** (1 / 2.2)).max() < 1e-6  # float64 both sides
+
+
+# -- K from EXIF (spec 3.3) ---------------------------------------------------------------------
+
+WORKED = [  # N, fmm, f35mm, s1, W, H, K, sensor width: the spec's table (three decimals)
+    (2.0, 50, 50, 1.8, 1920, 1080, 32.728, 37.713),
+    (2.8, 85, 85, 3.2, 1920, 1080, 67.476, 37.713),
+    (1.8, 50, 50, 2.5, 1024, 768, 20.962, 34.616),
+    (5.6, 35, 52, 4.0, 1280, 720, 5.564, 25.384),
+]
+
+
+@pytest.mark.parametrize("row", WORKED)
+def test_k_worked_values(mods, row):
+    *lens, k, sensor = row
+    assert round(mods.exif.k_from_exif(*lens), 3) == k
+    assert round(mods.exif.sensor_width_mm(lens[1], lens[2], lens[4], lens[5]), 3) == sensor
+
+
+def test_k_on_a_grid(mods):
+    """Against the reference formula, float64 both sides: 1e-12 relative covers the rounding."""
+    count = 0
+    for n in (1.4, 2.8, 8.0):
+        for fmm in (24.0, 50.0, 200.0):
+            for f35 in (fmm, 1.53 * fmm, 0.0):  # 0 = unknown: same as fmm
+                for s1 in (fmm / 1000 + 1e-3, 0.5, 3.0, 100.0):  # s1 close to f, then near to far
+                    for w, h in ((1920, 1080), (1080, 1920), (1024, 768)):  # portrait too
+                        got = mods.exif.k_from_exif(n, fmm, f35, s1, w, h)
+                        want, _ = ref.k_exif(n, fmm, f35 or fmm, s1, w, h)
+                        assert abs(got - want) <= 1e-12 * want
+                        count += 1
+    assert count == 324
+    # focusing closer than f: the formula takes the absolute value
+    assert mods.exif.k_from_exif(2.0, 50, 50, 0.04, 100, 100) == pytest.approx(ref.k_exif(2.0, 50, 50, 0.04, 100, 100)[0], rel=1e-12)
+
+
+def test_k_bad_values(mods):
+    with pytest.raises(mods.errors.BokehInputError, match="f-number"):
+        mods.exif.k_from_exif(0.0, 50, 50, 2.0, 100, 100)
+    with pytest.raises(mods.errors.BokehInputError, match="focus distance"):
+        mods.exif.k_from_exif(2.0, 50, 50, float("nan"), 100, 100)
+    with pytest.raises(mods.errors.BokehInputError, match="equals the focal length"):
+        mods.exif.k_from_exif(2.0, 50, 50, 0.05, 100, 100)
+
+
+def test_parse_exif_strings(mods):
+    from PIL.TiffImagePlugin import IFDRational
+
+    parse = mods.exif.parse_number
+    assert parse("50 mm") == 50.0 and parse("f/2.8") == 2.8 and parse("1/2") == 0.5 and parse("2.5 m") == 2.5
+    assert parse(IFDRational(28, 10)) == 2.8 and parse(35) == 35.0
+    assert parse("unknown") is None and parse(None) is None and parse("1/0") is None
+
+
+def write_photo(path, tags, size=(64, 48)):
+    from PIL import Image
+
+    img = Image.new("RGB", size, (120, 90, 60))
+    exif = Image.Exif()
+    ifd = exif.get_ifd(0x8769)
+    ifd.update(tags)
+    img.save(path, exif=exif)
+    return path
+
+
+def test_k_from_an_image_file(mods, tmp_path):
+    from PIL.TiffImagePlugin import IFDRational
+
+    e = mods.exif
+    tags = {e.F_NUMBER: IFDRational(28, 10), e.FOCAL_LENGTH: IFDRational(85, 1), e.FOCAL_35MM: 128,
+            e.SUBJECT_DISTANCE: IFDRational(32, 10)}
+    photo = write_photo(tmp_path / "lens.jpg", tags)
+    lens = e.read_lens(photo)
+    assert (lens.f_number, lens.focal_mm, lens.focal_35mm, lens.focus_m, lens.width, lens.height) == (2.8, 85.0, 128.0, 3.2, 64, 48)
+    assert e.k_from_file(photo) == pytest.approx(ref.k_exif(2.8, 85, 128, 3.2, 64, 48)[0], rel=1e-12)
+    assert e.k_from_file(photo, focus_m=1.0) == pytest.approx(ref.k_exif(2.8, 85, 128, 1.0, 64, 48)[0], rel=1e-12)
+    del tags[e.SUBJECT_DISTANCE], tags[e.FOCAL_35MM]
+    no_focus = write_photo(tmp_path / "nofocus.jpg", tags)
+    with pytest.raises(mods.errors.BokehInputError, match="nofocus.jpg: the EXIF has no SubjectDistance"):
+        e.k_from_file(no_focus)
+    assert e.k_from_file(no_focus, focus_m=2.0) == pytest.approx(ref.k_exif(2.8, 85, 85, 2.0, 64, 48)[0], rel=1e-12)
+    with pytest.raises(mods.errors.BokehInputError, match="bare.jpg: the EXIF has no FNumber and FocalLength"):
+        e.k_from_file(write_photo(tmp_path / "bare.jpg", {}))
+    (tmp_path / "text.jpg").write_text("not an image")
+    with pytest.raises(mods.errors.BokehInputError, match="text.jpg: not a readable image"):
+        e.read_lens(tmp_path / "text.jpg")

@@ -102,6 +102,17 @@ def focus_disparity(disp: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor
     return disp, focus, True
 
 
+MIN_MAP_VALUE = 1.0 / 1024  # a depth-map pixel at 0 is read as this: finite, far (near-bright) or near
+
+
+def depth_from_map(values: torch.Tensor, near_is_bright: bool) -> torch.Tensor:
+    """A relative depth (larger = farther) from a depth map image with values in [0, 1]: depth
+    estimators' maps are bright where near (disparity-like), so their inverse is a depth; a map
+    bright where far is a depth already. Any shape; 0 is read as MIN_MAP_VALUE so it stays valid."""
+    v = values.clamp(min=MIN_MAP_VALUE)
+    return 1.0 / v if near_is_bright else v
+
+
 def _per_image(t: torch.Tensor | None, b: int, h: int, w: int, what: str) -> torch.Tensor | None:
     if t is None:
         return None
@@ -114,13 +125,15 @@ def _per_image(t: torch.Tensor | None, b: int, h: int, w: int, what: str) -> tor
 
 
 def defocus_map(depth: torch.Tensor, mask: torch.Tensor | None, k, defocus_scale: float = DEFOCUS_SCALE,
-                flat_range: float | None = FLAT_RANGE, flat_focus: str = AUTHORS) -> Defocus:
+                flat_range: float | None = FLAT_RANGE, flat_focus: str = AUTHORS, focus: float | None = None) -> Defocus:
     """The signed defocus map of spec 2.1 (steps 1-3), per image.
 
     depth: (B, 1, H, W) or (B, H, W) metric depth, larger = farther (NaN, inf, <= 1e-6: invalid).
     mask: foreground in [0, 1], same layout (batch 1 broadcasts), or None (no foreground).
     k: the blur K, a number or B values. The blur radius in pixels is K (disp - disp_focus),
     positive for pixels nearer than the focus plane; ``defocus`` holds it / defocus_scale.
+    focus: a fixed disp_focus (0 = farthest, 1 = nearest) in place of the focus rule (not the
+    spec's: for the render node's manual focus); the mask is then unused.
     """
     if depth.ndim == 4 and depth.shape[1] == 1:
         depth = depth[:, 0]
@@ -132,12 +145,15 @@ def defocus_map(depth: torch.Tensor, mask: torch.Tensor | None, k, defocus_scale
     if ks.numel() not in (1, b) or not bool(torch.isfinite(ks).all()):
         raise BokehInputError(f"K is {k!r}; expected one finite number or one per image ({b}).")
     ks = ks.expand(b)
-    out_disp, focus, flat = torch.empty_like(depth), depth.new_zeros(b), torch.zeros(b, dtype=torch.bool)
+    out_disp, focus_at, flat = torch.empty_like(depth), depth.new_zeros(b), torch.zeros(b, dtype=torch.bool)
     for i in range(b):
         disp, valid = disparity(depth[i])
-        disp, focus[i], flat[i] = focus_disparity(disp, depth[i], valid, None if mask is None else mask[i],
-                                                  flat_range, flat_focus)
+        if focus is None:
+            disp, focus_at[i], flat[i] = focus_disparity(disp, depth[i], valid, None if mask is None else mask[i],
+                                                         flat_range, flat_focus)
+        else:
+            focus_at[i] = focus
         out_disp[i] = disp
-    defocus = ks[:, None, None] * (out_disp - focus[:, None, None]) / defocus_scale
+    defocus = ks[:, None, None] * (out_disp - focus_at[:, None, None]) / defocus_scale
     defocus = torch.where(torch.isfinite(defocus), defocus, 0.0)
-    return Defocus(defocus.unsqueeze(1), out_disp.unsqueeze(1), focus, flat)
+    return Defocus(defocus.unsqueeze(1), out_disp.unsqueeze(1), focus_at, flat)

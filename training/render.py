@@ -28,7 +28,7 @@ def window_radius(radius: torch.Tensor) -> int:
     return int(torch.floor(radius.detach().abs().max()).item()) + 1
 
 
-def scatter(image: torch.Tensor, radius: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def scatter(image: torch.Tensor, radius: torch.Tensor, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The classical scatter renderer, exact (spec 2.3).
 
     image: (B, C, H, W), already gamma-encoded (``gamma_encode``), any float dtype and device.
@@ -40,6 +40,8 @@ def scatter(image: torch.Tensor, radius: torch.Tensor) -> tuple[torch.Tensor, to
             w = (0.5 + 0.5 tanh(4 (|d_q| - |delta|))) / (|d_q|^2 + 0.2), W[p] += w, S[p] += w I[q];
         dilated (B, 1, H, W): trunc(d) at p, raised to trunc(d_q) of every source q whose disc
             (|d_q| >= |delta|) covers p; integer-valued, in the image's dtype.
+    progress: optional callable(done, total) after each row of offsets (a progress bar, or a
+        check that raises to stop the run).
     """
     if image.ndim != 4:
         raise BokehInputError(f"The renderer's image is {tuple(image.shape)}; expected (B, C, H, W).")
@@ -70,6 +72,8 @@ def scatter(image: torch.Tensor, radius: torch.Tensor) -> tuple[torch.Tensor, to
             covered = active & (r.detach() >= dist)
             view = dil[:, :, ys : ys + h, xs : xs + w]
             view.copy_(torch.maximum(view, torch.where(covered, trunc, -math.inf)))
+        if progress is not None:
+            progress(dy + big + 1, 2 * big + 1)
     acc = acc[:, :, big : big + h, big : big + w]
     dilated = torch.maximum(trunc, dil[:, :, big : big + h, big : big + w])
     # W > 0 everywhere: every pixel scatters onto itself with w >= 0.5 / (r^2 + 0.2).
@@ -87,15 +91,15 @@ def gamma_decode(image: torch.Tensor, gamma: float = GAMMA) -> torch.Tensor:
 
 
 def classical_render(image: torch.Tensor, defocus: torch.Tensor, gamma: float = GAMMA,
-                     defocus_scale: float = DEFOCUS_SCALE) -> tuple[torch.Tensor, torch.Tensor]:
+                     defocus_scale: float = DEFOCUS_SCALE, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The classical bokeh Bc of spec 2.2 steps 1-2 (the "classical-only synthesis").
 
     image: (B, 3, H, W) in [0, 1]; defocus: (B, 1, H, W), the defocus map D (radius / defocus_scale,
-    as ``defocus_map`` returns it). NaN in D counts as 0 (step 1).
+    as ``defocus_map`` returns it). NaN in D counts as 0 (step 1). progress: as ``scatter``.
     Returns (bokeh (B, 3, H, W) in [0, 1], dilated defocus (B, 1, H, W) = Ddil / defocus_scale).
     """
     d = torch.nan_to_num(defocus.to(device=image.device, dtype=image.dtype), nan=0.0)
-    bokeh, dilated = scatter(gamma_encode(image, gamma), defocus_scale * d)
+    bokeh, dilated = scatter(gamma_encode(image, gamma), defocus_scale * d, progress)
     return gamma_decode(bokeh, gamma), dilated / defocus_scale
 
 
