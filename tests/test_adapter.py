@@ -26,7 +26,7 @@ def inputs(batch, seed=3, tokens=8):
 def apply(model, adapter_path, blur, bokeh_scale=1.0, lora_scale=1.0):
     nodes_mod = harness.pack_module("nodes.adapter")
     loaded = nodes_mod.BokehAdapterLoader.execute(adapter_path.name).result[0]
-    return nodes_mod.BokehApplyAdapter.execute(model, loaded, blur, bokeh_scale, lora_scale).result[0]
+    return nodes_mod.BokehApplyAdapter.execute(model, loaded, blur, bokeh_scale, lora_scale).result[0][0]
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +243,7 @@ def test_lowrank_update_fast_and_general_paths_agree(pack):
     head merge/split, any layout) compute the spec's q + s * up(down(q)) on the flat projection."""
     bokeh = harness.pack_module("attention.bokeh")
     g = torch.Generator().manual_seed(4)
-    pair = bokeh.LowRank(64, 64, 4)
+    pair = bokeh.LowRank(64, 64, 4).requires_grad_(False)  # frozen as loaded; training takes the general path
     with torch.no_grad():
         pair.down.weight.copy_(torch.randn(4, 64, generator=g))
         pair.up.weight.copy_(torch.randn(64, 4, generator=g))
