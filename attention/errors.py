@@ -19,3 +19,7 @@ class BokehInputError(BokehError):
 
 class BokehHostError(BokehError):
     """The running ComfyUI lacks something this pack needs."""
+
+
+class BokehConflictError(BokehError):
+    """Another node on the model's path stops the adapter from working (e.g. replaces FLUX's forward)."""

@@ -33,6 +33,7 @@ from torch import nn
 
 from .bokeh import PHOTO, UNCOND_INPUT, BokehAdapter, add_lowrank, k_to_input
 from .errors import BokehHostError, BokehInputError, BokehModelError
+from .foreign import CallProbe, bypass_error
 from .grounded import gather, grounding_steps, in_window, plan_indices, plan_rows
 
 log = logging.getLogger(__name__)
@@ -52,16 +53,18 @@ class BokehQKNorm(nn.Module):
     adapter's own ModelPatcher, not to the FLUX model.
     """
 
-    def __init__(self, base: nn.Module, to_q, to_k, lora_scale: float):
+    def __init__(self, base: nn.Module, to_q, to_k, lora_scale: float, probe: CallProbe | None = None):
         super().__init__()
         for name, child in base.named_children():
             self.add_module(name, child)
         self.__dict__["base"] = base
         self.__dict__["to_q"] = to_q
         self.__dict__["to_k"] = to_k
+        self.__dict__["probe"] = probe or CallProbe()
         self.lora_scale = lora_scale
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        self.probe.qk = True  # a store only (no read): nothing for torch.compile to guard on
         # Spec section 2.2: q = q + s * to_q_adp(q), k = k + s * to_k_adp(k), on (B, L, hidden).
         if self.to_q is not None:
             q = add_lowrank(q, self.to_q, self.lora_scale)
@@ -93,8 +96,10 @@ class BokehAttention:
     model call lives in a CallState that dies with the call.
     """
 
-    def __init__(self, adapter: BokehAdapter, block_map, k_values, bokeh_scale, lora_scale, grounding=None, source="", patchers=None):
+    def __init__(self, adapter: BokehAdapter, block_map, k_values, bokeh_scale, lora_scale, grounding=None, source="", patchers=None,
+                 probe=None):
         self.adapter = adapter
+        self.probe = probe or CallProbe()  # shared with this binding's norm wrappers (see foreign.py)
         self.patchers = patchers  # the loaded adapter's patchers by devices (see adapter_patcher)
         self.block_map = dict(block_map)  # ("double"|"single", host index) -> adapter block
         self.k_values = tuple(float(k) for k in k_values)  # one per latent row, or one for all
@@ -112,6 +117,7 @@ class BokehAttention:
         fields = dict(
             adapter=self.adapter, block_map=self.block_map, k_values=self.k_values, bokeh_scale=self.bokeh_scale,
             lora_scale=self.lora_scale, grounding=self.grounding, source=self.source, patchers=self.patchers,
+            probe=self.probe,
         )
         fields.update(changes)
         return BokehAttention(**fields)
@@ -221,12 +227,13 @@ class CallOverride:
     around ``other`` (the override that was in the slot, called as the base attention) or,
     without one, around the backend. Holds the call's CallState."""
 
-    __slots__ = ("binding", "other", "state")
+    __slots__ = ("binding", "other", "state", "ran")
 
     def __init__(self, binding: BokehAttention, other):
         self.binding = binding
         self.other = other
         self.state: CallState | None = None
+        self.ran = False  # an attention call of this model call reached the override slot
 
     # Eager under torch.compile: TorchCompileModel (0.30.0) compiles the whole diffusion model with
     # guards that skip transformer_options, and this per-call object and the binding are reached
@@ -234,6 +241,7 @@ class CallOverride:
     # wrong (max error 0.31 on a tiny model). Eager here, the backend call inside still runs as is.
     @torch.compiler.disable
     def __call__(self, func, q, k, v, heads, **kwargs):
+        self.ran = True
         other = self.other
         base = (lambda *a, **kw: other(func, *a, **kw)) if other is not None else func
         return self.binding.attend(base, self, q, k, v, heads, kwargs)
@@ -299,7 +307,8 @@ def check_reference_use(binding: BokehAttention, ref_latents, method, params=Non
 def bokeh_model_call(executor, *args, **kwargs):
     """Diffusion-model wrapper (one per model call): checks how a reference image is used, puts
     the pack's attention into the override slot for this call, around the override found there,
-    and restores the slot after."""
+    and restores the slot after. A call in which the adapter's q/k update ran but no attention
+    reached the slot lost the blur (a foreign forward, see foreign.py): that is an error."""
     to = _argument(executor, args, kwargs, "transformer_options")
     binding = to.get(BINDING_KEY) if isinstance(to, dict) else None
     if binding is None:
@@ -309,14 +318,18 @@ def bokeh_model_call(executor, *args, **kwargs):
     had = OVERRIDE_KEY in to
     found = to.get(OVERRIDE_KEY)
     other = found.other if isinstance(found, CallOverride) else found
-    to[OVERRIDE_KEY] = CallOverride(binding, other)
+    call = to[OVERRIDE_KEY] = CallOverride(binding, other)
+    binding.probe.qk = False
     try:
-        return executor(*args, **kwargs)
+        out = executor(*args, **kwargs)
     finally:
         if had:
             to[OVERRIDE_KEY] = found
         else:
             to.pop(OVERRIDE_KEY, None)
+    if binding.probe.qk and not call.ran:
+        raise bypass_error(executor.class_obj)
+    return out
 
 
 # -- applying to a ModelPatcher ---------------------------------------------------------
@@ -412,7 +425,7 @@ def _norm_wrappers(model, binding: "BokehAttention", rebuilt: bool = False) -> d
         base = _base_norm(model, path, rebuilt)
         to_q = binding.adapter.pair(adapter_index, "to_q_adp")
         to_k = binding.adapter.pair(adapter_index, "to_k_adp")
-        norms[path] = BokehQKNorm(base, to_q, to_k, binding.lora_scale) if (to_q or to_k) else base
+        norms[path] = BokehQKNorm(base, to_q, to_k, binding.lora_scale, binding.probe) if (to_q or to_k) else base
     return norms
 
 
@@ -447,7 +460,7 @@ def _on_deepclone_multigpu(original, clone) -> None:
     patchers = clone.additional_models.get(ADDITIONAL_MODELS_KEY) or []
     if binding is None or not patchers or patchers[0].model is binding.adapter:
         return
-    rebound = binding.with_options(adapter=patchers[0].model)
+    rebound = binding.with_options(adapter=patchers[0].model, probe=CallProbe())  # devices run in parallel threads
     clone.model_options["transformer_options"][BINDING_KEY] = rebound
     for path, obj in _norm_wrappers(clone, rebound, rebuilt=True).items():
         clone.object_patches[path] = obj
