@@ -5,6 +5,7 @@ from comfy_api.latest import ComfyExtension, io
 from ..weights.folder import register_model_folder
 from .adapter import BokehAdapterLoader, BokehApplyAdapter
 from .color import BokehColorMatch
+from .gather import BokehGatherSweep
 from .photo import BokehPhotoPrompt, BokehPhotoResize
 from .pivot import BokehPivotBatch
 from .preview import BokehBlurMeter, BokehContactSheet
@@ -20,5 +21,5 @@ class BokehExtension(ComfyExtension):
         register_model_folder()
         return [
             BokehAdapterLoader, BokehApplyAdapter, BokehPivotBatch, BokehBlurLevels,
-            BokehColorMatch, BokehContactSheet, BokehBlurMeter, BokehPhotoPrompt, BokehPhotoResize,
+            BokehColorMatch, BokehContactSheet, BokehBlurMeter, BokehPhotoPrompt, BokehPhotoResize, BokehGatherSweep,
         ]

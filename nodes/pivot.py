@@ -8,7 +8,8 @@ from comfy_api.latest import io
 from ..attention.bokeh import PHOTO
 from ..attention.errors import BokehInputError, BokehModelError
 from ..attention.flux_binding import Grounding, current_binding, rebind
-from ..sweep.levels import MAX_TARGETS, Sweep, parse_levels
+from ..sweep.levels import MAX_TARGETS, parse_levels
+from ..sweep.participants import MAX_PARTICIPANTS, PlannedSweep, check_participant, own_slice
 from .common import ADVANCED, CATEGORY, BokehSweepType, blur_input, check_blur, check_fraction, search_aliases, show_on_node
 
 
@@ -61,17 +62,25 @@ class BokehPivotBatch(io.ComfyNode):
                 io.Int.Input("grounding_steps", display_name="Grounding Steps", default=-1, min=-1, max=10000, optional=True, **ADVANCED,
                              tooltip="Advanced: exact number of grounded steps. When 0 or more it wins over Grounding (the node "
                              "says so); -1 = off, Grounding decides."),
+                io.Int.Input("participant", display_name="Participant", default=0, min=0, max=MAX_PARTICIPANTS - 1, optional=True,
+                             tooltip="Which share of the targets this ComfyUI renders, 0 = the first. Link ComfyUI-Distributed's "
+                             "DistributedSeed (seed 0) here: 0 on the master, 1, 2, ... on the workers."),
+                io.Int.Input("participants", display_name="Participants", default=1, min=1, max=MAX_PARTICIPANTS, optional=True,
+                             tooltip="How many ComfyUIs share the sweep (master + workers); 1 = not shared. Each renders the pivot "
+                             "and its share of the targets; Bokeh Gather Sweep puts them back together."),
             ],
             outputs=[
                 io.Model.Output(display_name="Model", tooltip="The model, grounding on the pivot row."),
                 io.Latent.Output(display_name="Latent", tooltip="[pivot, targets...]: all rows get the same noise."),
-                BokehSweepType.Output(display_name="Sweep", tooltip="K per row and the pivot row, for Colour Match, Contact Sheet and Blur Meter."),
+                BokehSweepType.Output(display_name="Sweep", tooltip="K per row and the pivot row, for Colour Match, Contact Sheet and Blur Meter. "
+                                      "Shared out: the whole sweep (every target, the participants) for Bokeh Gather Sweep."),
             ],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, model, latent, pivot_blur, targets, grounding, target_levels=None, grounding_steps=None) -> io.NodeOutput:
+    def execute(cls, model, latent, pivot_blur, targets, grounding, target_levels=None, grounding_steps=None,
+                participant=None, participants=None) -> io.NodeOutput:
         model, latent = _one(model), _one(latent)
         if isinstance(model, list) or isinstance(latent, list):
             raise BokehInputError("Bokeh Pivot Batch takes one MODEL and one LATENT, not lists; only 'target_levels' may be a list.")
@@ -86,6 +95,8 @@ class BokehPivotBatch(io.ComfyNode):
             raise BokehInputError("The targets list is empty. Write the blur levels to render, e.g. '0, 4, 8, 12, 18, 28'.")
         if len(levels) > MAX_TARGETS:
             raise BokehInputError(f"{len(levels)} targets in one batch is more than {MAX_TARGETS}; split the sweep over several Pivot Batch nodes.")
+        me, total = check_participant(0 if participant is None else _one(participant), 1 if participants is None else _one(participants))
+        mine = own_slice(levels, me, total)  # every target when not shared out
         binding = current_binding(model)
         if binding is None:
             raise BokehModelError("This MODEL has no Bokeh adapter. Put 'Apply Bokeh Adapter' before 'Bokeh Pivot Batch'.")
@@ -108,7 +119,7 @@ class BokehPivotBatch(io.ComfyNode):
                 f"The latent holds {samples.shape[0]} images; Bokeh Pivot Batch needs exactly one (batch_size 1) "
                 "and makes the batch itself."
             )
-        rows = 1 + len(levels)
+        rows = 1 + len(mine)
         out = {k: v for k, v in latent.items() if k not in ("samples", "batch_index", "noise_mask")}
         out["samples"] = samples.repeat(rows, *([1] * (samples.ndim - 1)))
         # Equal batch_index = equal noise for every row (comfy.sample.prepare_noise).
@@ -117,12 +128,15 @@ class BokehPivotBatch(io.ComfyNode):
         mask = latent.get("noise_mask")
         if mask is not None:
             out["noise_mask"] = _one_mask(mask)
-        ks = (pivot, *levels)
+        ks = (pivot, *mine)
+        shared = f" Participant {me} of {total}: the pivot and target(s) {', '.join(f'{k:g}' for k in mine) or 'none'}." if total > 1 else ""
         if steps >= 0:  # one control must not silently cancel the other: say which one wins
             show_on_node(cls, f"Grounding Steps = {steps} wins over Grounding ({fraction:.2f}): the first {steps} "
-                              f"sampler steps are grounded on the pivot (K {pivot:g}). Set Grounding Steps to -1 to use Grounding.")
+                              f"sampler steps are grounded on the pivot (K {pivot:g}). Set Grounding Steps to -1 to use Grounding." + shared)
         else:
             show_on_node(cls, f"Grounding {fraction:.2f}: that share of the sampler's steps is grounded on the pivot "
-                              f"(K {pivot:g}); {len(levels)} target(s).")
+                              f"(K {pivot:g}); {len(levels)} target(s)." + shared)
         patched = rebind(model, k_values=ks, grounding=Grounding(pivot=0, fraction=fraction, steps=steps))
-        return io.NodeOutput(patched, out, Sweep(k_values=ks, pivot_row=0))
+        # The sweep output is the whole plan (every target), even when this ComfyUI renders a slice:
+        # the master's Bokeh Gather Sweep checks and orders the collected rows against it.
+        return io.NodeOutput(patched, out, PlannedSweep(k_values=(pivot, *levels), pivot_row=0, participants=total))

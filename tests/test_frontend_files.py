@@ -27,7 +27,7 @@ def test_locale_file_and_docs_match_the_schemas(pack):
 
 def test_every_input_and_output_has_a_label(pack):
     defs = json.loads((harness.REPO / "locales" / "en" / "nodeDefs.json").read_text())
-    assert len(defs) == 9
+    assert len(defs) == 10
     for node_id, entry in defs.items():
         assert entry["display_name"].startswith("Bokeh") or "Bokeh" in entry["display_name"], node_id
         for where in ("inputs", "outputs"):

@@ -68,6 +68,18 @@ PAGES = {
         "choice, not the reference's). Width and Height go to *ModelSamplingFlux*.",
         "*LoadImage* -> **Bokeh Photo Resize** -> *VAEEncode* (and the resized photo as *Bokeh Colour Match*'s Reference).",
     ),
+    "BokehGatherSweep": (
+        "Puts a sweep shared out with ComfyUI-Distributed back together on the master. Each participant (the master "
+        "and every worker) renders the pivot and its share of the targets (Bokeh Pivot Batch's Participant and "
+        "Participants); DistributedCollector brings all rows to the master. This node checks that every participant "
+        "delivered (the collector passes on fewer rows, without an error, when a worker was offline or timed out) and "
+        "rendered the same pivot (else a different seed, model, adapter or ComfyUI), keeps one pivot and every target "
+        "in order, and rounds every row to 8 bits as the collector rounded the workers' images.",
+        "*DistributedSeed* (0) -> *Bokeh Pivot Batch* Participant (Participants 3 for a master and two workers) -> "
+        "*KSampler* -> *VAE Decode* -> *DistributedCollector* -> **Bokeh Gather Sweep** (Sweep from Pivot Batch) -> "
+        "*Bokeh Colour Match*, *Contact Sheet*, *Blur Meter* with its Sweep. See the `bokeh_grounded_sweep_distributed` "
+        "workflow. Delegate-only mode is refused: the master must render its share.",
+    ),
     "BokehColorMatch": (
         "Harmonises a sweep's colours as the paper does: each image's CIE Lab mean is moved to the pivot's "
         "(Reinhard statistics matching). The pivot row is returned unchanged.",

@@ -111,6 +111,8 @@ def main():
         "bokeh_single_image": single(),
         "bokeh_grounded_sweep": sheet("Grounded blur sweep", "one scene, blur from sharp to creamy (pivot K 15)", grounded, pivot=2),
         "bokeh_grounded_sweep_checkpoint": sheet("Grounded sweep, one checkpoint file", "as the grounded sweep, from a single-file FLUX checkpoint", grounded, pivot=2),
+        "bokeh_grounded_sweep_distributed": sheet("Grounded sweep on several GPUs", "ComfyUI-Distributed: master and workers share the targets",
+                                                  grounded, pivot=2),
         "bokeh_list_sweep": sheet("One run per blur level", "no grounding: the scene may drift between levels", drifting),
         "bokeh_photo": photo_page("Bokeh on your photo", "FLUX.1 Kontext + photo adapter: background blur K 10", [("K 10", 3.0)]),
         "bokeh_photo_stack": photo_page("Blur stack of your photo", "one image per K, the subject kept sharp",

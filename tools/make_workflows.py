@@ -51,6 +51,38 @@ CKPT_NOTE = FILES_NOTE.replace(
 )
 
 
+DISTRIBUTED_NOTE = (
+    "Needs ComfyUI-Distributed (robertvoy/ComfyUI-Distributed, 1.4.4 tested) on the master and on every worker\n\n"
+    "Workers: each a ComfyUI server (another GPU: --cuda-device 1 --port 8189; another machine: --listen) with the "
+    "same model files, the same Bokeh adapter, the same version of this pack and the same ComfyUI as the master. "
+    "Add them in the Distributed panel and enable them.\n\n"
+    "Participants = 1 + the number of enabled workers (the master renders too). DistributedSeed stays at 0, "
+    "'fixed': it numbers the participants (master 0, workers 1, 2, ...); never link it to the sampler's seed.\n\n"
+    "Bokeh Gather Sweep checks the rows: a worker that was offline or timed out, or rendered another pivot, "
+    "stops the run with a message instead of saving a partial sweep. Delegate-only mode is refused (the master "
+    "must render its share)."
+)
+# Nodes of ComfyUI-Distributed 1.4.4 (a91f9fb0) as its nodes/utilities.py and nodes/collector.py
+# declare them, for the generator only (this pack does not depend on it). The frontend gives an INT
+# named 'seed' a control widget (the extension's own workflows save [seed, 'randomize']), hence
+# control_after_generate here, saved as 'fixed'. tests/test_distributed_servers.py converts the
+# workflow with a real server's definitions of these nodes.
+class _ExternalNode:
+    def __init__(self, inputs: dict, returns: tuple, names: tuple):
+        self.inputs, self.RETURN_TYPES, self.RETURN_NAMES = inputs, returns, names
+
+    def INPUT_TYPES(self):  # noqa: N802 (the host's name)
+        return self.inputs
+
+
+DISTRIBUTED_NODES = {
+    "DistributedSeed": _ExternalNode({"required": {"seed": ("INT", {"default": 1125899906842, "min": 0, "max": 1125899906842624,
+                                                                      "control_after_generate": True})}}, ("INT",), ("seed",)),
+    "DistributedCollector": _ExternalNode({"required": {"images": ("IMAGE",), "load_balance": ("BOOLEAN", {"default": False})},
+                                           "optional": {"audio": ("AUDIO",)}}, ("IMAGE", "AUDIO"), ("images", "audio")),
+}
+
+
 COLUMN = 440  # x distance between columns
 NODE_MAX = 400  # widest node, so neighbours never overlap
 
@@ -185,6 +217,34 @@ def grounded_sweep(checkpoint=False):
     g.save("bokeh_grounded_sweep_checkpoint.json" if checkpoint else "bokeh_grounded_sweep.json")
 
 
+def distributed_sweep():
+    """The grounded sweep shared out with ComfyUI-Distributed: DistributedSeed (0) numbers the
+    participants, each renders [pivot, its share of the targets], DistributedCollector brings the
+    rows to the master, Bokeh Gather Sweep checks them and rebuilds the sweep."""
+    g = Graph()
+    g.defs = {**g.defs, **DISTRIBUTED_NODES}
+    model, pos, neg, vae, adapter, latent = flux_front(g)
+    applied = g.add("BokehApplyAdapter", 2, {"blur_level": 15.0, "bokeh_scale": 1.0, "lora_scale": 1.0}, size=(340, 160),
+                    model=model, bokeh_adapter=adapter)
+    number = g.add("DistributedSeed", 2, {"seed": 0}, title="Participant number (DistributedSeed, keep 0)", size=(340, 100))
+    pivot = g.add("BokehPivotBatch", 3, {"pivot_blur": 15.0, "targets": "0, 4, 8, 12, 18, 28", "grounding": 0.8,
+                                         "grounding_steps": -1, "participant": 0, "participants": 3}, size=(340, 300),
+                  model=(applied, 0), latent=latent, participant=(number, 0))
+    sample = ksampler(g, 3, (pivot, 0), pos, neg, (pivot, 1))
+    image = g.add("VAEDecode", 4, samples=(sample, 0), vae=vae)
+    collect = g.add("DistributedCollector", 4, {"load_balance": False}, size=(320, 100), images=(image, 0))
+    gather = g.add("BokehGatherSweep", 4, size=(320, 100), images=(collect, 0), sweep=(pivot, 2))
+    color = g.add("BokehColorMatch", 5, {"pivot_index": 0, "match_std": False, "drop_pivot": False}, images=(gather, 0), sweep=(gather, 1))
+    sheet = g.add("BokehContactSheet", 5, {"columns": 0}, size=(300, 110), images=(color, 0), sweep=(gather, 1))
+    meter = g.add("BokehBlurMeter", 6, size=(300, 320), images=(color, 0), sweep=(gather, 1))
+    g.add("PreviewAny", 6, size=(400, 300), source=(meter, 0))
+    g.add("SaveImage", 7, {"filename_prefix": "bokeh/sheet"}, size=(400, 420), images=(sheet, 0))
+    g.add("PreviewImage", 7, title="Blur vs K", size=(400, 300), images=(meter, 2))
+    g.add("SaveImage", 8, {"filename_prefix": "bokeh/sweep"}, size=(400, 420), images=(color, 0))
+    g.add("Note", 5, {"text": DISTRIBUTED_NOTE}, size=(360, 400))
+    g.save("bokeh_grounded_sweep_distributed.json")
+
+
 def list_sweep():
     g = Graph()
     model, pos, neg, vae, adapter, latent = flux_front(g)
@@ -258,6 +318,7 @@ def main():
     single_image()
     grounded_sweep()
     grounded_sweep(checkpoint=True)
+    distributed_sweep()
     list_sweep()
     photo_graph(stack=False)
     photo_graph(stack=True)

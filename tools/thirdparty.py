@@ -26,6 +26,7 @@ ARCHIVES = {  # pack folder -> archive (see ../shared/thirdparty/README.md)
     "ComfyUI-TeaCache": "ComfyUI-TeaCache-91dff8e3.tar.gz",
     "Comfy-WaveSpeed": "Comfy-WaveSpeed-82537451.tar.gz",
     "ComfyUI-MagCache": "ComfyUI-MagCache-47bdd2ac.tar.gz",
+    "ComfyUI-Distributed": "ComfyUI-Distributed-a91f9fb0.tar.gz",  # copied per server (tools/distributed_pack.py)
 }
 # Packs whose __init__ also imports nodes for other model families that need packages outside this
 # project's dependencies: {folder: (module with the FLUX node, why)}. That module is loaded alone,
