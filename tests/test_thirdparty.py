@@ -132,6 +132,16 @@ def assert_blur_and_grounding(node, inputs, order, steps=3):
     return grounded
 
 
+_plain: dict = {}
+
+
+def plain_sweep(steps):
+    """The grounded Pivot Batch sweep with nothing else on the model (once per module)."""
+    if steps not in _plain:
+        _plain[steps] = latents(graph(pivot=True, grounding=1.0, steps=steps))
+    return _plain[steps]
+
+
 @pytest.mark.parametrize("order", ["before", "after"])
 @pytest.mark.parametrize("cache", CORE_CACHES)
 def test_core_caches_keep_blur_and_grounding(adapter, cache, order):
@@ -141,8 +151,7 @@ def test_core_caches_keep_blur_and_grounding(adapter, cache, order):
         pytest.skip(f"this ComfyUI has no {cache} node")
     steps = 6
     cached = assert_blur_and_grounding(cache, CORE_CACHES[cache], order, steps=steps)
-    plain = latents(graph(pivot=True, grounding=1.0, steps=steps))
-    assert (cached - plain).abs().max() > 1e-4  # the cache did reuse steps (calls without blocks are fine)
+    assert (cached - plain_sweep(steps)).abs().max() > 1e-4  # the cache did reuse steps (calls without blocks are fine)
 
 
 @pytest.mark.parametrize("order", ["before", "after"])
@@ -154,8 +163,11 @@ def test_core_attention_backend_keeps_blur_and_grounding(adapter, order):
         pytest.skip("this ComfyUI has no ModelAttentionBackend node (0.33.0+)")
     backend = latents(graph("ModelAttentionBackend", {"attention": "pytorch attention"}, order, pivot=True, grounding=1.0))
     assert_blur_and_grounding("ModelAttentionBackend", {"attention": "pytorch attention"}, order)
-    # The CPU default backend is the same PyTorch attention: same kernels, same batch shapes.
-    assert torch.allclose(backend, latents(graph(pivot=True, grounding=1.0)), rtol=0, atol=1e-6)
+    # Against the host's default backend (on CPU, sub-quadratic attention; the node picks PyTorch's SDPA):
+    # other kernels, so float32 rounding differs (2.9e-6 at values up to 14 measured on 0.33.0); nothing
+    # of the pack's attention is lost or doubled.
+    default = plain_sweep(3)
+    assert torch.allclose(backend, default, rtol=1e-5, atol=1e-4), float((backend - default).abs().max())
 
 
 def replaced_forward(keep_options: bool):
