@@ -33,6 +33,7 @@ from torch import nn
 
 from .bokeh import PHOTO, UNCOND_INPUT, BokehAdapter, add_lowrank, k_to_input
 from .errors import BokehHostError, BokehInputError, BokehModelError
+from .families import model_family
 from .foreign import CallProbe, bypass_error
 from .grounded import gather, grounding_steps, in_window, plan_indices, plan_rows
 
@@ -335,19 +336,11 @@ def bokeh_model_call(executor, *args, **kwargs):
 # -- applying to a ModelPatcher ---------------------------------------------------------
 
 def flux_blocks(model) -> tuple[int, int, int]:
-    """(double blocks, single blocks, hidden size) of a FLUX ModelPatcher, or a typed error."""
-    import comfy.ldm.flux.model as flux_model
-
-    inner = getattr(model, "model", None)
-    dm = getattr(inner, "diffusion_model", None)
-    if type(dm) is not flux_model.Flux:
-        found = type(dm).__name__ if dm is not None else type(model).__name__
-        family = type(inner).__name__ if inner is not None else "?"
-        raise BokehModelError(
-            f"The Bokeh adapter works on FLUX.1 models; this model is {family} ({found}). "
-            "Load FLUX.1-dev with UNETLoader or CheckpointLoaderSimple and connect that MODEL."
-        )
-    if "block_index" not in flux_model.Flux.forward_orig.__code__.co_consts:
+    """(double blocks, single blocks, hidden size) of a FLUX.1 ModelPatcher (or Chroma, which has
+    FLUX.1's blocks: see families.py), or a typed error."""
+    model_family(model)
+    dm = model.model.diffusion_model
+    if "block_index" not in type(dm).forward_orig.__code__.co_consts:
         raise BokehHostError(
             "This ComfyUI's FLUX does not report the running block to attention overrides. "
             "The Bokeh adapter needs ComfyUI 0.3.76 or newer: update ComfyUI."

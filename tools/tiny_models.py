@@ -203,3 +203,42 @@ def random_adapter_sd(hidden, blocks, rank=4, context=16, embed_hidden=8, seed=0
             sd[f"adapter_modules.{i}.{name}.down.weight"] = r(rank, fan) / fan**0.5
             sd[f"adapter_modules.{i}.{name}.up.weight"] = r(hidden, rank)
     return sd
+
+
+def tiny_flux2(seed: int = 0):
+    """A tiny FLUX.2 (comfy.supported_models.Flux2: the FLUX class with global modulation, SiLU-gated
+    MLPs, no biases; the options model_detection sets for FLUX.2), for the wrong-family errors."""
+    import torch
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cfg = flux_config(axes_dim=[8, 8, 8, 8], global_modulation=True, mlp_silu_act=True, qkv_bias=False, ops_bias=False,
+                      vec_in_dim=None, default_ref_method="index", ref_index_scale=10.0)
+    cfg["image_model"] = "flux2"
+    model_conf = comfy.supported_models.Flux2(cfg)
+    model_conf.set_inference_dtype(torch.float32, None)
+    model = model_conf.get_model({})
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+CHROMA_TINY = dict(in_channels=64, out_channels=64, context_in_dim=64, hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2,
+                   depth_single_blocks=2, axes_dim=[4, 14, 14], theta=10000, patch_size=2, qkv_bias=True, in_dim=64, out_dim=64,
+                   hidden_dim=32, n_layers=1)
+
+
+def tiny_chroma(seed: int = 0):
+    """A tiny Chroma (comfy.supported_models.Chroma: its own model class around FLUX.1's block
+    classes) with seeded random weights, or None on a host without Chroma."""
+    import torch
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    if not hasattr(comfy.supported_models, "Chroma"):
+        return None
+    model_conf = comfy.supported_models.Chroma(dict(CHROMA_TINY, image_model="chroma"))
+    model_conf.set_inference_dtype(torch.float32, None)
+    model = model_conf.get_model({})
+    model.load_model_weights(random_state_dict(model.diffusion_model, seed), "")
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
