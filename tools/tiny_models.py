@@ -224,7 +224,7 @@ def tiny_flux2(seed: int = 0):
 
 CHROMA_TINY = dict(in_channels=64, out_channels=64, context_in_dim=64, hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2,
                    depth_single_blocks=2, axes_dim=[4, 14, 14], theta=10000, patch_size=2, qkv_bias=True, in_dim=64, out_dim=64,
-                   hidden_dim=32, n_layers=1)
+                   hidden_dim=32, n_layers=1, txt_ids_dims=[], vec_in_dim=None)  # the last two: 0.8.0+ (unused by Chroma)
 
 
 def tiny_chroma(seed: int = 0):
@@ -237,7 +237,10 @@ def tiny_chroma(seed: int = 0):
 
     if not hasattr(comfy.supported_models, "Chroma"):
         return None
-    model_conf = comfy.supported_models.Chroma(dict(CHROMA_TINY, image_model="chroma"))
+    import comfy.ldm.chroma.model as chroma_model
+
+    known = {f.name for f in dataclasses.fields(chroma_model.ChromaParams)}
+    model_conf = comfy.supported_models.Chroma(dict({k: v for k, v in CHROMA_TINY.items() if k in known}, image_model="chroma"))
     model_conf.set_inference_dtype(torch.float32, None)
     model = model_conf.get_model({})
     model.load_model_weights(random_state_dict(model.diffusion_model, seed), "")
