@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 
-import comfy_client
 import distributed_pack
 import harness
 import numpy as np
@@ -28,7 +26,6 @@ import workflow_api
 from model_files import ADAPTER
 from PIL import Image
 
-WORKFLOW = harness.REPO / "workflows" / "bokeh_grounded_sweep_distributed.json"
 TARGETS = "0, 6, 12, 20, 28"  # N = 5: master 2, worker 1 2, worker 2 1
 WORKERS = ["w1", "w2"]
 TIMEOUT_S = 5  # the collector's wait for a silent worker (the extension's default is 60 s)
@@ -45,8 +42,8 @@ def cluster(tmp_path_factory):
         master, *workers = procs
         ports = [int(w.url.rsplit(":", 1)[1]) for w in workers]
         distributed_pack.write_master_config(extensions[0], [*zip(WORKERS, ports), ("down", closed_port())], TIMEOUT_S)
-        defs = {k: comfy_client.RemoteNodeDef(v) for k, v in requests.get(master.url + "/object_info", timeout=60).json().items()}
-        yield {"master": master, "workers": dict(zip(WORKERS, workers)), "defs": defs, "output": bases[0] / "output"}
+        yield {"master": master, "workers": dict(zip(WORKERS, workers)), "defs": distributed_pack.remote_defs(master.url),
+               "output": bases[0] / "output"}
 
 
 def closed_port() -> int:
@@ -56,16 +53,12 @@ def closed_port() -> int:
 
 
 def prompt_for(cluster, participants=3, targets=TARGETS, seed_to_sampler=False, steps=2) -> dict:
-    """The bundled workflow as the master's UI would send it, on tiny models."""
-    prompt = workflow_api.swap_for_tiny_models(workflow_api.ui_to_api(workflow_api.load(WORKFLOW), cluster["defs"]))
+    """The bundled workflow as the master's UI would send it, on tiny models, 64 x 64."""
+    prompt = distributed_pack.sweep_prompt(cluster["defs"], targets, participants, steps, 64)
     (pivot,) = workflow_api.find(prompt, "BokehPivotBatch")
     (sampler,) = workflow_api.find(prompt, "KSampler")
-    (latent,) = workflow_api.find(prompt, "EmptySD3LatentImage")
     (number,) = workflow_api.find(prompt, "DistributedSeed")
     assert prompt[pivot]["inputs"]["participant"] == [number, 0] and prompt[number]["inputs"]["seed"] == 0
-    prompt[pivot]["inputs"].update(targets=targets, participants=participants)
-    prompt[sampler]["inputs"]["steps"] = steps
-    prompt[latent]["inputs"].update(width=64, height=64)
     if seed_to_sampler:  # the mistake: DistributedSeed also drives the sampler's seed
         prompt[sampler]["inputs"]["seed"] = [number, 0]
     return prompt
@@ -73,17 +66,6 @@ def prompt_for(cluster, participants=3, targets=TARGETS, seed_to_sampler=False, 
 
 def saved_sweeps(cluster) -> list:
     return sorted((cluster["output"] / "bokeh").glob("sweep_*.png")) if (cluster["output"] / "bokeh").exists() else []
-
-
-def wait(url: str, prompt_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        entry = requests.get(f"{url}/history/{prompt_id}", timeout=10).json().get(prompt_id)
-        status = (entry or {}).get("status", {})
-        if status.get("completed") or status.get("status_str") == "error":
-            return entry
-        time.sleep(0.25)
-    raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s")
 
 
 def error_of(entry) -> str | None:
@@ -98,14 +80,10 @@ def queue(cluster, prompt, workers=WORKERS, delegate=False, on_queued=None) -> t
     prompt. Returns its history entry and the sweep files it saved."""
     before = set(saved_sweeps(cluster))
     master = cluster["master"].url
-    r = requests.post(master + "/distributed/queue", json={
-        "prompt": prompt, "enabled_worker_ids": list(workers), "client_id": uuid.uuid4().hex, "delegate_master": delegate,
-    }, timeout=120)
-    assert r.status_code == 200, r.text[:3000]
-    body = r.json()
+    body = distributed_pack.queue(master, prompt, workers, delegate)
     if on_queued:
         on_queued(body)
-    entry = wait(master, body["prompt_id"])
+    entry = distributed_pack.wait(master, body["prompt_id"])
     return entry, [p for p in saved_sweeps(cluster) if p not in before]
 
 

@@ -50,3 +50,63 @@ def write_master_config(extension: Path, workers: list[tuple[str, int]], timeout
                      "master_delegate_only": False, "websocket_orchestration": False, "worker_timeout_seconds": timeout_s},
     }
     (Path(extension) / "gpu_config.json").write_text(json.dumps(config, indent=2))
+
+
+WORKFLOW = Path(__file__).resolve().parent.parent / "workflows" / "bokeh_grounded_sweep_distributed.json"
+
+
+def remote_defs(url: str) -> dict:
+    """A server's node definitions (/object_info), as tools/workflow_api.py reads node classes."""
+    import comfy_client
+    import requests
+
+    return {k: comfy_client.RemoteNodeDef(v) for k, v in requests.get(url + "/object_info", timeout=60).json().items()}
+
+
+def sweep_prompt(defs: dict, targets: str, participants: int, steps: int, size: int, seed: int | None = None) -> dict:
+    """The bundled distributed workflow as the master's UI sends it, converted with ``defs`` (the
+    master's own, so the generator's layout of the extension's nodes is checked), on the tiny
+    models of tools/tiny_nodes.py."""
+    import workflow_api
+
+    prompt = workflow_api.swap_for_tiny_models(workflow_api.ui_to_api(workflow_api.load(WORKFLOW), defs))
+    (pivot,) = workflow_api.find(prompt, "BokehPivotBatch")
+    (sampler,) = workflow_api.find(prompt, "KSampler")
+    (latent,) = workflow_api.find(prompt, "EmptySD3LatentImage")
+    prompt[pivot]["inputs"].update(targets=targets, participants=participants)
+    prompt[sampler]["inputs"]["steps"] = steps
+    if seed is not None:
+        prompt[sampler]["inputs"]["seed"] = seed
+    prompt[latent]["inputs"].update(width=size, height=size)
+    return prompt
+
+
+def queue(master: str, prompt: dict, workers, delegate: bool = False) -> dict:
+    """POST /distributed/queue on the master, as its Queue button does; returns the answer
+    (prompt_id, worker_count, ...)."""
+    import uuid
+
+    import requests
+
+    r = requests.post(master + "/distributed/queue", json={
+        "prompt": prompt, "enabled_worker_ids": list(workers), "client_id": uuid.uuid4().hex, "delegate_master": delegate,
+    }, timeout=120)
+    if r.status_code != 200:
+        raise RuntimeError(f"/distributed/queue answered {r.status_code}: {r.text[:3000]}")
+    return r.json()
+
+
+def wait(url: str, prompt_id: str, timeout: float = 300) -> dict:
+    """The prompt's /history entry once it has finished (success or error)."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = requests.get(f"{url}/history/{prompt_id}", timeout=10).json().get(prompt_id)
+        status = (entry or {}).get("status", {})
+        if status.get("completed") or status.get("status_str") == "error":
+            return entry
+        time.sleep(0.05)
+    raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
