@@ -207,14 +207,20 @@ def grounded_sweep(checkpoint=False):
                   model=(applied, 0), latent=latent)
     sample = ksampler(g, 3, (pivot, 0), pos, neg, (pivot, 1))
     image = g.add("VAEDecode", 4, samples=(sample, 0), vae=vae)
-    color = g.add("BokehColorMatch", 4, {"pivot_index": 0, "match_std": False, "drop_pivot": False}, images=(image, 0), sweep=(pivot, 2))
-    sheet = g.add("BokehContactSheet", 5, {"columns": 0}, size=(300, 110), images=(color, 0), sweep=(pivot, 2))
-    meter = g.add("BokehBlurMeter", 5, size=(300, 320), images=(color, 0), sweep=(pivot, 2))
-    g.add("PreviewAny", 5, size=(400, 300), source=(meter, 0))
-    g.add("SaveImage", 6, {"filename_prefix": "bokeh/sheet"}, size=(400, 420), images=(sheet, 0))
-    g.add("PreviewImage", 6, title="Blur vs K", size=(400, 300), images=(meter, 2))
-    g.add("SaveImage", 7, {"filename_prefix": "bokeh/sweep"}, size=(400, 420), images=(color, 0))
+    finish_sweep(g, 4, (image, 0), (pivot, 2))
     g.save("bokeh_grounded_sweep_checkpoint.json" if checkpoint else "bokeh_grounded_sweep.json")
+
+
+def finish_sweep(g, column, images, sweep):
+    """Colour match, contact sheet, blur meter with its report and plot, and the saves, from
+    ``column`` on."""
+    color = g.add("BokehColorMatch", column, {"pivot_index": 0, "match_std": False, "drop_pivot": False}, images=images, sweep=sweep)
+    sheet = g.add("BokehContactSheet", column + 1, {"columns": 0}, size=(300, 110), images=(color, 0), sweep=sweep)
+    meter = g.add("BokehBlurMeter", column + 1, size=(300, 320), images=(color, 0), sweep=sweep)
+    g.add("PreviewAny", column + 1, size=(400, 300), source=(meter, 0))
+    g.add("SaveImage", column + 2, {"filename_prefix": "bokeh/sheet"}, size=(400, 420), images=(sheet, 0))
+    g.add("PreviewImage", column + 2, title="Blur vs K", size=(400, 300), images=(meter, 2))
+    g.add("SaveImage", column + 3, {"filename_prefix": "bokeh/sweep"}, size=(400, 420), images=(color, 0))
 
 
 def distributed_sweep():
@@ -234,14 +240,8 @@ def distributed_sweep():
     image = g.add("VAEDecode", 4, samples=(sample, 0), vae=vae)
     collect = g.add("DistributedCollector", 4, {"load_balance": False}, size=(320, 100), images=(image, 0))
     gather = g.add("BokehGatherSweep", 4, size=(320, 100), images=(collect, 0), sweep=(pivot, 2))
-    color = g.add("BokehColorMatch", 5, {"pivot_index": 0, "match_std": False, "drop_pivot": False}, images=(gather, 0), sweep=(gather, 1))
-    sheet = g.add("BokehContactSheet", 5, {"columns": 0}, size=(300, 110), images=(color, 0), sweep=(gather, 1))
-    meter = g.add("BokehBlurMeter", 6, size=(300, 320), images=(color, 0), sweep=(gather, 1))
-    g.add("PreviewAny", 6, size=(400, 300), source=(meter, 0))
-    g.add("SaveImage", 7, {"filename_prefix": "bokeh/sheet"}, size=(400, 420), images=(sheet, 0))
-    g.add("PreviewImage", 7, title="Blur vs K", size=(400, 300), images=(meter, 2))
-    g.add("SaveImage", 8, {"filename_prefix": "bokeh/sweep"}, size=(400, 420), images=(color, 0))
-    g.add("Note", 5, {"text": DISTRIBUTED_NOTE}, size=(360, 400))
+    finish_sweep(g, 5, (gather, 0), (gather, 1))
+    g.add("Note", 4, {"text": DISTRIBUTED_NOTE}, size=(360, 400))
     g.save("bokeh_grounded_sweep_distributed.json")
 
 
