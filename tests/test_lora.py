@@ -36,21 +36,12 @@ def files(pack, tmp_path_factory):
 
 def graph(order=None, blur=30.0):
     g = harness.tiny_graph(ADAPTER, blur=blur, steps=2)
-    if order is not None:
-        g["lora"] = {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": LORA, "strength_model": 1.0}}
-        if order == "before":  # model -> LoRA -> Apply -> sampler
-            g["lora"]["inputs"]["model"] = ["model", 0]
-            g["apply"]["inputs"]["model"] = ["lora", 0]
-        else:  # model -> Apply -> LoRA -> sampler
-            g["lora"]["inputs"]["model"] = ["apply", 0]
-            g["sample"]["inputs"]["model"] = ["lora", 0]
+    if order is not None:  # model -> LoRA -> Apply -> sampler, or model -> Apply -> LoRA -> sampler
+        harness.insert_model_node(g, {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": LORA, "strength_model": 1.0}}, order)
     return g
 
 
-def latents(prompt):
-    result = harness.run_prompt(prompt)
-    assert result.ok, result.errors
-    return result.outputs["sample"][0][0]["samples"]
+latents = harness.sampled
 
 
 def test_lora_before_and_after_apply_keeps_the_blur(files):

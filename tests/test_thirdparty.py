@@ -49,20 +49,11 @@ def graph(node=None, inputs=None, order="after", pivot=False, blur=30.0, groundi
         last = ["pivot", 0]
         g["sample"]["inputs"].update(model=last, latent_image=["pivot", 1])
     if node is not None:
-        g["other"] = {"class_type": node, "inputs": dict(inputs or {})}
-        if order == "before":
-            g["other"]["inputs"]["model"] = ["model", 0]
-            g["apply"]["inputs"]["model"] = ["other", 0]
-        else:
-            g["other"]["inputs"]["model"] = last
-            g["sample"]["inputs"]["model"] = ["other", 0]
+        harness.insert_model_node(g, {"class_type": node, "inputs": dict(inputs or {})}, order, last)
     return g
 
 
-def latents(prompt):
-    result = harness.run_prompt(prompt)
-    assert result.ok, result.errors
-    return result.outputs["sample"][0][0]["samples"]
+latents = harness.sampled
 
 
 def without_adapter(prompt):

@@ -79,6 +79,26 @@ def tiny_graph(adapter_name=None, blur=15.0, steps=3, cfg=1.0):
     return g
 
 
+def insert_model_node(g, node: dict, order: str, last=("apply", 0), node_id="other"):
+    """Put ``node`` (a MODEL -> MODEL node, its other inputs set) into a tiny_graph: "before" Apply
+    (model -> node -> apply) or "after" ``last`` (``last`` -> node -> sampler)."""
+    g[node_id] = node
+    if order == "before":
+        node["inputs"]["model"] = ["model", 0]
+        g["apply"]["inputs"]["model"] = [node_id, 0]
+    else:
+        node["inputs"]["model"] = list(last)
+        g["sample"]["inputs"]["model"] = [node_id, 0]
+    return g
+
+
+def sampled(prompt, node="sample"):
+    """The latents the sampler of an API prompt gives; the run must succeed."""
+    result = run_prompt(prompt)
+    assert result.ok, result.errors
+    return result.outputs[node][0][0]["samples"]
+
+
 TEST_NODES_FOLDER = "bokeh_test_nodes"
 TEST_NODES_INIT = '''"""Test-only stand-ins for the FLUX loaders and text encoders (tools/tiny_nodes.py)."""
 import sys
