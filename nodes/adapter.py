@@ -8,7 +8,7 @@ from ..attention.errors import BokehModelError
 from ..attention.flux_binding import apply_adapter, compute_dtype, flux_blocks
 from ..weights.checkpoint import host_block_map
 from ..weights.folder import adapter_files, load_named, unlisted_reason
-from .common import ADVANCED, CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale, search_aliases, show_on_node
+from .common import ADVANCED, CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale, list_runs, search_aliases, show_on_node
 
 
 class BokehAdapterLoader(io.ComfyNode):
@@ -62,6 +62,9 @@ class BokehApplyAdapter(io.ComfyNode):
             **search_aliases(),
             description="Gives a FLUX model a physical defocus-blur control. Returns a patched copy; the input "
             "model is untouched. Applying again replaces the adapter.",
+            # Lists (a FLOAT list of blur levels) come in whole, so their length is checked before
+            # any run; the runs follow ComfyUI's own rule (nodes.common.list_runs).
+            is_input_list=True,
             inputs=[
                 io.Model.Input("model", display_name="Model", tooltip="A FLUX.1 model (FLUX.1-dev in the paper)."),
                 BokehAdapterType.Input("bokeh_adapter", display_name="Bokeh Adapter", tooltip="From Load Bokeh Adapter."),
@@ -79,22 +82,28 @@ class BokehApplyAdapter(io.ComfyNode):
                     tooltip="Advanced: strength of the adapter's query/key updates. 1.0 = reference.",
                 ),
             ],
-            outputs=[io.Model.Output(display_name="Model", tooltip="A patched copy of the model; the input model is untouched.")],
+            outputs=[io.Model.Output(display_name="Model", is_output_list=True,
+                                     tooltip="A patched copy of the model; the input model is untouched. One per blur level.")],
         )
 
     @classmethod
     def execute(cls, model, bokeh_adapter, blur_level, bokeh_scale=1.0, lora_scale=1.0) -> io.NodeOutput:
-        k = check_blur(blur_level, "Blur Level", bokeh_adapter.dims.flavour)
-        n_double, n_single, hidden = flux_blocks(model)
-        dims = bokeh_adapter.dims
-        name = bokeh_adapter.source
-        if dims.hidden != hidden:
-            raise BokehModelError(
-                f"The adapter {name} is for hidden size {dims.hidden}; this FLUX model has {hidden}. "
-                "Use the adapter made for this model (the release fits FLUX.1-dev, hidden 3072)."
-            )
-        block_map = host_block_map(dims, n_double, n_single, name)
-        bokeh, lora = check_scale(bokeh_scale, "bokeh_scale"), check_scale(lora_scale, "lora_scale")
-        adapter = bokeh_adapter.for_dtype(compute_dtype(model))
-        out = apply_adapter(model, adapter, bokeh_adapter.patchers, block_map, [k], bokeh, lora, source=name)
-        return io.NodeOutput(out)
+        runs = list_runs("Apply Bokeh Adapter", model=model, bokeh_adapter=bokeh_adapter, blur_level=blur_level,
+                         bokeh_scale=bokeh_scale, lora_scale=lora_scale)
+        return io.NodeOutput([_apply(**run) for run in runs])
+
+
+def _apply(model, bokeh_adapter, blur_level, bokeh_scale, lora_scale):
+    k = check_blur(blur_level, "Blur Level", bokeh_adapter.dims.flavour)
+    n_double, n_single, hidden = flux_blocks(model)
+    dims = bokeh_adapter.dims
+    name = bokeh_adapter.source
+    if dims.hidden != hidden:
+        raise BokehModelError(
+            f"The adapter {name} is for hidden size {dims.hidden}; this FLUX model has {hidden}. "
+            "Use the adapter made for this model (the release fits FLUX.1-dev, hidden 3072)."
+        )
+    block_map = host_block_map(dims, n_double, n_single, name)
+    bokeh, lora = check_scale(bokeh_scale, "bokeh_scale"), check_scale(lora_scale, "lora_scale")
+    adapter = bokeh_adapter.for_dtype(compute_dtype(model))
+    return apply_adapter(model, adapter, bokeh_adapter.patchers, block_map, [k], bokeh, lora, source=name)

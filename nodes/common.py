@@ -10,6 +10,7 @@ from comfy_api.latest import io
 
 from ..attention.bokeh import K_RANGE, PHOTO, PHOTO_K_MIN, TEXT, effective_k
 from ..attention.errors import BokehInputError
+from ..sweep.levels import MAX_TARGETS, plain_number
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,25 @@ def check_blur(value, what: str = "blur level", flavour: str = TEXT) -> float:
     return k
 
 
+def list_runs(node: str, **inputs) -> list[dict]:
+    """The runs of a node that takes FLOAT lists (``is_input_list``), by ComfyUI's own rule for
+    nodes run over lists (execution.py, _map_node_over_list): as many runs as the longest input
+    list, a shorter list repeating its last item. The count is checked before anything runs:
+    every run is a sampling downstream, so at most MAX_TARGETS runs come from one list."""
+    lists = {k: v if isinstance(v, list) else [v] for k, v in inputs.items()}
+    empty = sorted(k for k, v in lists.items() if not v)
+    if empty:
+        raise BokehInputError(f"{node}: the input {empty[0]!r} is an empty list; expected at least one value.")
+    runs = max(len(v) for v in lists.values())
+    if runs > MAX_TARGETS:
+        raise BokehInputError(f"{node} got a list of {runs} values; one list may drive at most {MAX_TARGETS} runs "
+                              "(one sampling each). Split the sweep over several graphs.")
+    return [{k: v[min(i, len(v) - 1)] for k, v in lists.items()} for i in range(runs)]
+
+
 def _number(value, what: str, expected: str) -> float:
+    if isinstance(value, str):  # an API client may send text where a number belongs
+        return plain_number(value.strip(), what)
     try:
         return float(value)
     except (TypeError, ValueError, OverflowError):

@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from ..attention.bokeh import PHOTO
 from ..attention.errors import BokehInputError
 from .color import check_images
-from .common import CATEGORY, blur_input, check_blur, search_aliases
+from .common import CATEGORY, blur_input, check_blur, list_runs, search_aliases
 
 # The prompt the photo adapter was trained with (spec section 2): the raw K, two decimals.
 PHOTO_PROMPT = (
@@ -51,6 +51,7 @@ class BokehPhotoPrompt(io.ComfyNode):
             description="Writes the prompt the BokehDepth photo adapter was trained with for a blur level and encodes "
             "it. Connect a FLOAT list (Bokeh Blur Levels) to get one prompt per level; give the same list to Apply "
             "Bokeh Adapter so each sampling gets its own level.",
+            is_input_list=True,  # a FLOAT list's length is checked before any run (nodes.common.list_runs)
             inputs=[
                 io.Clip.Input("clip", display_name="CLIP", tooltip="The FLUX text encoders (DualCLIPLoader: t5xxl + clip_l, type flux)."),
                 blur_input(
@@ -60,19 +61,22 @@ class BokehPhotoPrompt(io.ComfyNode):
                 ),
             ],
             outputs=[
-                io.Conditioning.Output(display_name="Conditioning", tooltip="The encoded prompt, for ReferenceLatent."),
-                io.String.Output(display_name="Prompt", tooltip="The prompt text."),
+                io.Conditioning.Output(display_name="Conditioning", is_output_list=True,
+                                       tooltip="The encoded prompt, for ReferenceLatent. One per blur level."),
+                io.String.Output(display_name="Prompt", is_output_list=True, tooltip="The prompt text. One per blur level."),
             ],
         )
 
     @classmethod
     def execute(cls, clip, blur_level) -> io.NodeOutput:
-        k = check_blur(blur_level, "Blur Level", PHOTO)
-        if clip is None:
+        runs = list_runs("Bokeh Photo Prompt", clip=clip, blur_level=blur_level)
+        ks = [check_blur(run["blur_level"], "Blur Level", PHOTO) for run in runs]
+        if any(run["clip"] is None for run in runs):
             raise BokehInputError("The CLIP input is empty (a checkpoint without text encoders?). Load the FLUX text "
                                   "encoders with DualCLIPLoader (t5xxl and clip_l, type flux) and connect its CLIP.")
-        text = photo_prompt(k)
-        return io.NodeOutput(clip.encode_from_tokens_scheduled(clip.tokenize(text)), text)
+        texts = [photo_prompt(k) for k in ks]
+        conds = [run["clip"].encode_from_tokens_scheduled(run["clip"].tokenize(text)) for run, text in zip(runs, texts)]
+        return io.NodeOutput(conds, texts)
 
 
 class BokehPhotoResize(io.ComfyNode):

@@ -88,13 +88,14 @@ class BokehPivotBatch(io.ComfyNode):
         fraction = check_fraction(_one(grounding), "grounding")
         steps = _steps(_one(grounding_steps)) if grounding_steps is not None else -1
         if target_levels is not None:
-            levels = [check_blur(v, "target blur level") for v in (target_levels if isinstance(target_levels, list) else [target_levels])]
+            levels = target_levels if isinstance(target_levels, list) else [target_levels]
         else:
-            levels = [check_blur(v, "target blur level") for v in parse_levels(_one(targets), "targets")]
+            levels = parse_levels(_one(targets), "targets")
         if not levels:
             raise BokehInputError("The targets list is empty. Write the blur levels to render, e.g. '0, 4, 8, 12, 18, 28'.")
-        if len(levels) > MAX_TARGETS:
+        if len(levels) > MAX_TARGETS:  # before anything is done per level: a linked list can be any length
             raise BokehInputError(f"{len(levels)} targets in one batch is more than {MAX_TARGETS}; split the sweep over several Pivot Batch nodes.")
+        levels = [check_blur(v, "target blur level") for v in levels]
         me, total = check_participant(0 if participant is None else _one(participant), 1 if participants is None else _one(participants))
         mine = own_slice(levels, me, total)  # every target when not shared out
         binding = current_binding(model)

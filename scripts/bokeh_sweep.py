@@ -72,7 +72,20 @@ def parse_args(argv=None):
     p.add_argument("--servers", default=None, help="URL[,URL...] of running ComfyUIs with this pack and the same models: "
                    "the targets are shared out over them (models are names in their model folders; --check needs "
                    "the test-only tiny nodes there)")
+    p.add_argument("--stall-timeout", dest="stall_timeout", type=_seconds, default=600.0,
+                   help="with --servers: give a server's shard to another server when its run shows no progress "
+                   "(no step, no node, no output) for this many seconds; allow for a model load")
     return p.parse_args(argv)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= 86400:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 1 to 86400")
+    return value
 
 
 def resolve_models(prompt, args, folder_paths) -> list[str]:

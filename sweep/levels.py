@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from ..attention.errors import BokehInputError
 
-MAX_TARGETS = 64  # one sampling run holds pivot + targets; beyond this, split the sweep
+# One sampling run holds pivot + targets; beyond this, split the sweep. Every list of K a node
+# takes (levels text, count, FLOAT lists) is held to it: ComfyUI runs the nodes after a list once
+# per item, so an unbounded list is unbounded work from one prompt.
+MAX_TARGETS = 64
 
 
 @dataclass(frozen=True)
@@ -35,24 +38,39 @@ class Sweep:
         return None
 
 
-def parse_levels(text: str, what: str = "blur levels") -> list[float]:
-    """'0, 4, 8 12;18' -> [0, 4, 8, 12, 18]. Non-numeric entries are errors; the range of each
-    value is the caller's to check (nodes.common.check_blur)."""
-    parts = [p for p in re.split(r"[,;\s]+", text or "") if p]
+# A plain decimal number: ASCII digits, an optional sign and point. Python's float() also takes
+# '1_0', '1e3', 'nan', 'inf' and non-ASCII digits ('\u0663', fullwidth '\uff11\uff10'), none
+# of which a user means as a blur level.
+PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+SEPARATORS = re.compile(r"[^,;\s]+")
+
+
+def plain_number(text: str, where: str) -> float:
+    """'12.5' -> 12.5; anything but a plain decimal number is the pack's error, which says the
+    value was found in ``where`` ("The targets list")."""
+    if not PLAIN_NUMBER.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise BokehInputError(f"{where} has {ascii(shown)}, which is not a plain decimal number. Write blur levels "
+                              "0..30 with ASCII digits and an optional point, separated by commas, e.g. '0, 4, 8, 12.5, 18, 28'.")
+    return float(text)
+
+
+def parse_levels(text: str, what: str = "blur levels", most: int | None = MAX_TARGETS) -> list[float]:
+    """'0, 4, 8 12;18' -> [0, 4, 8, 12, 18]. Entries must be plain decimal numbers; more than
+    ``most`` entries is an error found before the rest of the text is read (a node input can be
+    any size). The range of each value is the caller's to check (nodes.common.check_blur)."""
     out = []
-    for p in parts:
-        try:
-            v = float(p)
-        except ValueError:
-            shown = p if len(p) <= 40 else p[:37] + "..."
-            raise BokehInputError(f"The {what} list has {shown!r}, which is not a number. Write numbers 0..30 separated by commas, e.g. '0, 4, 8, 12, 18, 28'.") from None
-        out.append(v)
+    for match in SEPARATORS.finditer(text or ""):
+        if most is not None and len(out) == most:
+            raise BokehInputError(f"The {what} list has more than {most} entries; one sampling run renders at most "
+                                  f"{most}. Split the sweep over several runs.")
+        out.append(plain_number(match.group(), f"The {what} list"))
     return out
 
 
 def linspace_levels(start: float, end: float, count: int) -> list[float]:
-    if count < 1:
-        raise BokehInputError(f"count is {count}; a sweep needs at least one blur level.")
+    if not 1 <= count <= MAX_TARGETS:
+        raise BokehInputError(f"count is {count}; expected 1 to {MAX_TARGETS} blur levels (one sampling run renders at most {MAX_TARGETS}).")
     if count == 1:
         return [float(start)]
     return [round(start + (end - start) * i / (count - 1), 4) for i in range(count)]

@@ -168,7 +168,7 @@ def test_bad_pivot_batch_inputs(mods, base_model, adapter_path):
         run([patched], [empty_latent(2)], [15.0], ["0, 4"], [0.8])
     with pytest.raises(E.BokehInputError, match="empty"):
         run([patched], [empty_latent()], [15.0], [" , "], [0.8])
-    with pytest.raises(E.BokehInputError, match="not a number"):
+    with pytest.raises(E.BokehInputError, match="not a plain decimal number"):
         run([patched], [empty_latent()], [15.0], ["0, four"], [0.8])
     with pytest.raises(E.BokehInputError, match="more than 64"):
         run([patched], [empty_latent()], [15.0], [", ".join(["1"] * 65)], [0.8])

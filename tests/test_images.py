@@ -180,7 +180,7 @@ def test_blur_levels_node(mods):
     assert sweep.labels(5) == ["K 0", "K 7", "K 14", "K 21", "K 28"] and sweep.ks_for(4) is None
     values, text, _ = run(0.0, 28.0, 5, "0, 4; 8 12").result
     assert values == [0.0, 4.0, 8.0, 12.0] and text == "0, 4, 8, 12"
-    with pytest.raises(mods.errors.BokehInputError, match="not a number"):
+    with pytest.raises(mods.errors.BokehInputError, match="not a plain decimal number"):
         run(0.0, 1.0, 2, "0, x")
 
 

@@ -46,7 +46,7 @@ def base_model(pack):
 
 def apply(mods, model, name, k):
     loaded = mods.adapter.BokehAdapterLoader.execute(name).result[0]
-    return mods.adapter.BokehApplyAdapter.execute(model, loaded, k).result[0]
+    return mods.adapter.BokehApplyAdapter.execute(model, loaded, k).result[0][0]
 
 
 def with_reference(cond, *latents, method=None):

@@ -30,7 +30,7 @@ def patched(pack, tmp_path_factory):
     base.cached_patcher_init = (factory, ())
     nodes = harness.pack_module("nodes.adapter")
     loaded = nodes.BokehAdapterLoader.execute(path.name).result[0]
-    return nodes.BokehApplyAdapter.execute(base, loaded, 17.0).result[0]
+    return nodes.BokehApplyAdapter.execute(base, loaded, 17.0).result[0][0]
 
 
 def inputs():
@@ -95,7 +95,7 @@ def test_multigpu_split_before_apply_gets_its_own_adapter(pack, tmp_path):
     unit = base.deepclone_multigpu(new_load_device=torch.device("cpu"))
     base.set_additional_models("multigpu", [unit])  # what comfy.multigpu.create_multigpu_deepclones leaves
     loaded = nodes.BokehAdapterLoader.execute(path.name).result[0]
-    patched = nodes.BokehApplyAdapter.execute(base, loaded, 9.0).result[0]
+    patched = nodes.BokehApplyAdapter.execute(base, loaded, 9.0).result[0][0]
     expected = harness.diffusion_forward(patched, *inputs())
     patched.match_multigpu_clones()
     (matched,) = patched.get_additional_models_with_key("multigpu")
@@ -123,7 +123,7 @@ def test_adapter_weights_follow_the_model_to_its_device_at_sampling(pack, tmp_pa
     nodes = harness.pack_module("nodes.adapter")
     path = harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], [0, 3], seed=32), name="devices.safetensors")
     loaded = nodes.BokehAdapterLoader.execute(path.name).result[0]
-    patched = nodes.BokehApplyAdapter.execute(harness.tiny_flux(3), loaded, 5.0).result[0]
+    patched = nodes.BokehApplyAdapter.execute(harness.tiny_flux(3), loaded, 5.0).result[0][0]
     moved = patched.clone()
     moved.load_device = torch.device("cpu", 0)  # another device than the one the adapter was applied for
     seen = []
@@ -139,6 +139,9 @@ HOST_MODEL_NODES = {  # host nodes that take the MODEL after Apply Bokeh Adapter
     "TorchCompileModel": {"backend": "inductor"},  # 0.16+: clone(disable_dynamic=True); inductor runs on CPU with gcc
     "SelectModelDevice": {"device": "cpu"},  # 0.23+
 }
+
+
+COMPILED_ROUNDING = 1e-3
 
 
 @pytest.mark.parametrize("node", HOST_MODEL_NODES)
@@ -159,7 +162,15 @@ def test_host_model_nodes_after_apply_give_the_same_latents(pack, tmp_path_facto
     got = harness.run_prompt(after)
     assert got.ok, got.errors
     a, b = expected.outputs["sample"][0][0]["samples"], got.outputs["sample"][0][0]["samples"]
-    assert torch.allclose(a, b, rtol=0, atol=1e-4), float((a - b).abs().max())  # compiled kernels may round differently
+    # The same maths, other kernels: inductor's generated CPU code (vectorised, fused reductions)
+    # rounds differently from eager, by an amount that depends on the CPU's instruction set
+    # (after 2 steps, on latents of a few units: 9.9e-5 here on an Intel Xeon, 1.3e-4 on an AMD
+    # EPYC with AVX-512). COMPILED_ROUNDING is ten times that and a hundred times below what a
+    # change of K does (K 20 -> 10: 9.8e-2), which is checked too, so the bound can fail.
+    assert float((a - b).abs().max()) <= COMPILED_ROUNDING, float((a - b).abs().max())
+    other_k = harness.run_prompt(dict(alone, apply=dict(alone["apply"], inputs=dict(alone["apply"]["inputs"], blur_level=10.0))))
+    k_effect = float((other_k.outputs["sample"][0][0]["samples"] - a).abs().max())
+    assert k_effect > 10 * COMPILED_ROUNDING
 
 
 def pack_patcher_class():

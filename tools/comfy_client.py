@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import re
+import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -26,12 +27,16 @@ import numpy as np
 
 MAX_JSON = 64 << 20  # /object_info of a server with many custom nodes is a few MB
 MAX_IMAGE = 256 << 20
-MAX_SIDE = 16384
-HEARTBEAT = 60.0  # seconds; a server that stops answering pings counts as lost (a killed one at once)
+HEARTBEAT = 20.0  # seconds; a server that stops answering pings counts as lost (a killed one at once)
 # A plain request may wait this long between reads (a busy server still answers: its HTTP loop
-# is not the thread that runs prompts); the websocket has no read limit, since a prompt may wait
-# in the queue behind other clients' work.
-REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
+# is not the thread that runs prompts). A whole run is watched by STALL (see ComfyServer.run).
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+# A run that shows no progress for this long is given up and its work goes elsewhere. Progress is
+# any step of the run (queued, started, a node, a sampler step, the outputs, an image fetched) or,
+# while it waits in the queue, the server running other prompts. The longest silent stretch of a
+# real run is a model load (minutes for FLUX from a slow disk), hence the generous default;
+# a dead connection is found sooner by the websocket heartbeat.
+STALL = 600.0
 PROMPT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -74,6 +79,15 @@ def parse_servers(text: str) -> list[str]:
     if not urls:
         raise ValueError("--servers lists no server; expected e.g. http://127.0.0.1:8188,http://127.0.0.1:8189")
     return urls
+
+
+def loads(raw) -> object:
+    """JSON from a server; ValueError for anything that is not JSON, including nesting deeper
+    than Python's recursion limit (a hostile answer can be a few MB of brackets)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _why(e: BaseException) -> str:
@@ -159,6 +173,16 @@ def prompt_error(body) -> str:
     return _short("; ".join(parts), 600)
 
 
+class _Progress:
+    """When a run last moved on, and what it was doing then (for the stall message)."""
+
+    def __init__(self):
+        self.touch("starting")
+
+    def touch(self, stage: str) -> None:
+        self.last, self.stage = time.monotonic(), stage
+
+
 class ComfyServer:
     """A running ComfyUI at ``url``, reached through ``session``."""
 
@@ -175,7 +199,8 @@ class ComfyServer:
 
     async def _get(self, path: str, what: str, params=None, limit: int = MAX_JSON, down=RunFailed) -> bytes:
         try:
-            async with self.session.get(self.url + path, params=params, timeout=REQUEST_TIMEOUT) as r:
+            # No redirects: an answer from another host is not this server's answer.
+            async with self.session.get(self.url + path, params=params, timeout=REQUEST_TIMEOUT, allow_redirects=False) as r:
                 if r.status != 200:
                     raise down(self.url, f"GET {path} answered HTTP {r.status}")
                 return await self._body(r, limit, what)
@@ -184,16 +209,20 @@ class ComfyServer:
 
     async def _get_json(self, path: str, what: str, down=RunFailed) -> dict:
         try:
-            data = json.loads(await self._get(path, what, down=down))
+            data = loads(await self._get(path, what, down=down))
         except ValueError:
             data = None
         if not isinstance(data, dict):
             raise down(self.url, f"{what} is not a JSON object: is this a ComfyUI?")
         return data
 
-    async def node_defs(self) -> dict[str, RemoteNodeDef]:
-        """type -> definition, for every node type the server has."""
-        info = await self._get_json("/object_info", "its node list (/object_info)", down=ServerDown)
+    async def node_defs(self, timeout: float = STALL) -> dict[str, RemoteNodeDef]:
+        """type -> definition, for every node type the server has; ServerDown when the whole
+        answer takes longer than ``timeout`` seconds (a server that accepts and never answers)."""
+        try:
+            info = await asyncio.wait_for(self._get_json("/object_info", "its node list (/object_info)", down=ServerDown), timeout)
+        except asyncio.TimeoutError:
+            raise ServerDown(self.url, f"GET /object_info got no whole answer in {timeout:g} s") from None
         return {k: RemoteNodeDef(v) for k, v in info.items() if isinstance(v, dict)}
 
     async def about(self) -> str:
@@ -208,11 +237,30 @@ class ComfyServer:
         return _short(f"ComfyUI {system.get('comfyui_version', '?')}, torch {system.get('pytorch_version', '?')}, "
                       f"{' + '.join(names) or '?'}", 200)
 
-    async def run(self, prompt: dict, watch=None) -> dict:
+    async def run(self, prompt: dict, watch=None, stall: float = STALL) -> dict:
         """Queue an API ``prompt``, wait for its end, return its /history outputs (node id -> ui).
         ``watch(kind, data)`` sees this prompt's websocket messages on the way ("execution_start",
-        "progress" with value/max/node, ...). A cancelled run is taken off the server."""
+        "progress" with value/max/node, ...). A run without progress for ``stall`` seconds fails
+        (RunFailed). A cancelled or failed run is taken off the server."""
+        progress = _Progress()
+        task = asyncio.ensure_future(self._run(prompt, watch, progress))
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=max(0.05, progress.last + stall - time.monotonic()))
+                if not task.done() and time.monotonic() - progress.last >= stall:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)  # takes the prompt off the server
+                    raise RunFailed(self.url, f"no progress for {stall:g} s while {progress.stage} "
+                                              "(stalled; see --stall-timeout)")
+            return task.result()
+        finally:
+            if not task.done():  # we were cancelled (Ctrl-C): let the run take its prompt off the server
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self, prompt: dict, watch, progress: "_Progress") -> dict:
         client_id = uuid.uuid4().hex
+        progress.touch("connecting")
         try:
             ws = await self.session.ws_connect(f"{self.url}/ws", params={"clientId": client_id},
                                                heartbeat=HEARTBEAT, max_msg_size=MAX_JSON)
@@ -220,11 +268,14 @@ class ComfyServer:
             raise ServerDown(self.url, f"cannot connect ({_why(e)})") from None
         prompt_id = None
         try:
+            progress.touch("queueing the prompt")
             prompt_id = await self._queue(prompt, client_id)
+            progress.touch("waiting for the run")
             try:
-                await self._wait(ws, prompt_id, watch)
+                await self._wait(ws, prompt_id, watch, progress)
             except TRANSPORT_ERRORS as e:
                 raise RunFailed(self.url, f"connection lost mid-run ({_why(e)})") from None
+            progress.touch("reading the outputs (/history)")
             outputs = await self._outputs(prompt_id)
             prompt_id = None
             return outputs
@@ -236,13 +287,13 @@ class ComfyServer:
     async def _queue(self, prompt: dict, client_id: str) -> str:
         try:
             async with self.session.post(self.url + "/prompt", json={"prompt": prompt, "client_id": client_id},
-                                         timeout=REQUEST_TIMEOUT) as r:
+                                         timeout=REQUEST_TIMEOUT, allow_redirects=False) as r:
                 raw = await self._body(r, MAX_JSON, "the /prompt answer")
                 status = r.status
         except TRANSPORT_ERRORS as e:
             raise RunFailed(self.url, f"POST /prompt failed ({_why(e)})") from None
         try:
-            body = json.loads(raw)
+            body = loads(raw)
         except ValueError:
             body = raw[:300].decode("utf-8", "replace")
         if status == 400:
@@ -252,18 +303,28 @@ class ComfyServer:
             raise RunFailed(self.url, f"POST /prompt answered HTTP {status}: {_short(body, 200)}")
         return prompt_id
 
-    async def _wait(self, ws, prompt_id: str, watch) -> None:
+    async def _wait(self, ws, prompt_id: str, watch, progress: "_Progress") -> None:
+        seen = None
         async for msg in ws:  # ends when the socket closes
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue  # binary: latent previews
             try:
-                message = json.loads(msg.data)
-            except ValueError:
-                continue
+                message = loads(msg.data)
+            except ValueError as e:
+                raise RunFailed(self.url, f"sent a websocket message that is not JSON ({e}): is this a ComfyUI?") from None
             data = message.get("data") if isinstance(message, dict) else None
-            if not isinstance(data, dict) or data.get("prompt_id") != prompt_id:
-                continue  # another client's prompt, or a status line
+            if not isinstance(data, dict):
+                continue  # a status line
             kind = message.get("type")
+            state = (kind, data.get("node"), data.get("value"))
+            if data.get("prompt_id") != prompt_id:
+                if kind in ("executing", "progress") and state != seen:  # busy with work queued before ours
+                    seen = state
+                    progress.touch("queued behind other prompts")
+                continue
+            if state != seen:  # repeats of one message are not progress
+                seen = state
+                progress.touch(f"running ({kind})")
             if kind == "execution_error":
                 raise RunFailed(self.url, f"error in node {_short(data.get('node_id'), 20)} ({_short(data.get('node_type'), 40)}): "
                                           f"{_short(data.get('exception_type'), 60)}: {_short(data.get('exception_message'))}")
@@ -290,11 +351,15 @@ class ComfyServer:
             await asyncio.sleep(0.1)
         raise RunFailed(self.url, "the run ended but /history has no outputs for it")
 
-    async def images(self, refs: list[ImageRef], size: tuple[int, int]) -> list[np.ndarray]:
-        """The images behind ``refs`` as (H, W, 3) uint8 arrays, each checked to be a PNG of ``size``."""
+    async def images(self, refs: list[ImageRef], size: tuple[int, int], stall: float = STALL) -> list[np.ndarray]:
+        """The images behind ``refs`` as (H, W, 3) uint8 arrays, each checked to be a PNG of
+        ``size``; RunFailed when one takes longer than ``stall`` seconds."""
         out = []
         for ref in refs:
-            data = await self._get("/view", "an image", params=dataclasses.asdict(ref), limit=MAX_IMAGE)
+            try:
+                data = await asyncio.wait_for(self._get("/view", "an image", params=dataclasses.asdict(ref), limit=MAX_IMAGE), stall)
+            except asyncio.TimeoutError:
+                raise RunFailed(self.url, f"/view sent no whole image in {stall:g} s (stalled; see --stall-timeout)") from None
             out.append(decode_png(self.url, data, size))
         return out
 
@@ -304,7 +369,7 @@ class ComfyServer:
 
         async def post_both():
             for path, body in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
-                async with self.session.post(self.url + path, json=body) as r:
+                async with self.session.post(self.url + path, json=body, allow_redirects=False) as r:
                     await r.read()
 
         try:

@@ -171,10 +171,11 @@ class SweepResult:
     seconds: float = 0.0
 
 
-async def _probe(servers: list[ComfyServer], build_prompt):
+async def _probe(servers: list[ComfyServer], build_prompt, stall: float):
     """The servers that can render the sweep, the sweep graph (built from the first one's node
-    definitions), and why each other server cannot."""
-    answers = await asyncio.gather(*(s.node_defs() for s in servers), return_exceptions=True)
+    definitions), and why each other server cannot. A node list is a few MB at most and comes at
+    once, so a server gets ``stall`` seconds but at most a minute for it."""
+    answers = await asyncio.gather(*(s.node_defs(min(stall, 60.0)) for s in servers), return_exceptions=True)
     fit, faults, graph = [], {}, None
     for server, defs in zip(servers, answers):
         if isinstance(defs, ServerError):
@@ -203,10 +204,11 @@ async def _probe(servers: list[ComfyServer], build_prompt):
     return graph, fit, faults
 
 
-async def _render(servers, graph: SweepGraph, shards: list[Shard], faults: dict, on_event, bar) -> dict:
-    """Each server takes shards from one queue until none is left; a server that fails leaves,
-    its shard goes back to the front of the queue. Returns shard index -> (server, prompt, images)."""
-    pending, done, progress = collections.deque(shards), {}, [0] * len(shards)
+async def _render(servers, graph: SweepGraph, shards: list[Shard], faults: dict, on_event, bar, done: dict, stall: float) -> dict:
+    """Each server takes shards from one queue until none is left; a server that fails or stalls
+    (no progress for ``stall`` s) leaves, its shard goes back to the front of the queue. Fills
+    ``done``: shard index -> (server, prompt, images), kept when the sweep is stopped."""
+    pending, progress = collections.deque(shards), [0] * len(shards)
     changed = asyncio.Condition()
     running = 0
 
@@ -239,9 +241,9 @@ async def _render(servers, graph: SweepGraph, shards: list[Shard], faults: dict,
             prompt = graph.shard(shard.levels)
             try:
                 event("submitted", server.url, shard)
-                outputs = await server.run(prompt, watch)
+                outputs = await server.run(prompt, watch, stall)
                 refs = comfy_client.image_refs(server.url, outputs, graph.sink, 1 + len(shard.levels))
-                images = await server.images(refs, graph.size)
+                images = await server.images(refs, graph.size, stall)
             except ServerError as e:
                 faults[server.url] = e.reason
                 progress[shard.index] = 0
@@ -261,7 +263,13 @@ async def _render(servers, graph: SweepGraph, shards: list[Shard], faults: dict,
                 running -= 1
                 changed.notify_all()
 
-    await asyncio.gather(*(work(s) for s in servers))
+    tasks = [asyncio.ensure_future(work(s)) for s in servers]
+    try:
+        await asyncio.gather(*tasks)
+    finally:  # stopped (Ctrl-C) or failed: gather gives up at the first task that ends so, the
+        for task in tasks:  # others must still take their prompts off their servers before the
+            task.cancel()  # session closes
+        await asyncio.wait(tasks)
     if pending:
         lines = "\n".join(f"  {url}: {why}" for url, why in faults.items())
         raise NoServerLeft(f"no server can take the work: {len(pending)} of {len(shards)} shards are not rendered.\n{lines}\n"
@@ -269,17 +277,22 @@ async def _render(servers, graph: SweepGraph, shards: list[Shard], faults: dict,
     return done
 
 
+def _pivot_diffs(done: dict) -> dict:
+    """shard index -> (largest, mean) |difference| of its pivot from the first finished shard's, 0..255."""
+    first = min(done)
+    ref = done[first][2][0].astype(np.int16)
+    out = {}
+    for index in sorted(done):
+        diff = np.abs(done[index][2][0].astype(np.int16) - ref)
+        out[index] = (float(diff.max()), float(diff.mean()))
+    return out
+
+
 async def _pivot_check(done: dict, servers: dict) -> tuple[float, float]:
     """(largest, mean) |difference| of each shard's pivot from shard 1's; PivotMismatch when
     one is over PIVOT_TOLERANCE on average."""
-    ref = done[0][2][0].astype(np.int16)
-    worst, odd = (0.0, 0.0), []
-    for index in sorted(done)[1:]:
-        diff = np.abs(done[index][2][0].astype(np.int16) - ref)
-        largest, mean = float(diff.max()), float(diff.mean())
-        worst = max(worst, (largest, mean))
-        if mean > PIVOT_TOLERANCE:
-            odd.append((index, largest, mean))
+    diffs = _pivot_diffs(done)
+    odd = [(i, largest, mean) for i, (largest, mean) in diffs.items() if mean > PIVOT_TOLERANCE]
     if odd:
         urls = sorted({done[i][0] for i in [0, *(i for i, _, _ in odd)]})
         about = dict(zip(urls, await asyncio.gather(*(servers[u].about() for u in urls))))
@@ -290,32 +303,73 @@ async def _pivot_check(done: dict, servers: dict) -> tuple[float, float]:
                             "the sweep is not assembled and nothing is written.\n" + "\n".join(lines) + "\n"
                             "Give every server the same model files, Bokeh adapter, pack version and ComfyUI, or leave "
                             "the odd one out of --servers.")
-    return worst
+    return max(diffs.values())
 
 
-async def _sweep(urls, build_prompt, on_event, progress) -> tuple[SweepGraph, SweepResult, dict]:
+@dataclasses.dataclass
+class _Progress:
+    """What a sweep has so far, kept when it is stopped (Ctrl-C): the graph, the shards and the
+    finished ones (shard index -> (server, prompt, images))."""
+
+    graph: SweepGraph | None = None
+    shards: list = dataclasses.field(default_factory=list)
+    done: dict = dataclasses.field(default_factory=dict)
+
+
+async def _sweep(urls, build_prompt, on_event, progress, state: _Progress, stall: float) -> tuple[SweepGraph, SweepResult, dict]:
     import aiohttp
     from tqdm import tqdm
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as session:
         servers = [ComfyServer(u, session) for u in urls]
-        graph, fit, faults = await _probe(servers, build_prompt)
+        graph, fit, faults = await _probe(servers, build_prompt, stall)
         if not fit:
             lines = "\n".join(f"  {url}: {why}" for url, why in faults.items())
             raise NoServerLeft(f"no server can take the work:\n{lines}")
         most = pack_module("sweep.levels").MAX_TARGETS
         shards = [Shard(i, levels) for i, levels in enumerate(split(graph.levels, len(fit), most))]
+        state.graph, state.shards = graph, shards
         log.info("%d targets in %d shards on %d servers: %s", len(graph.levels), len(shards), len(fit),
                  "; ".join(str(s) for s in shards))
         with tqdm(total=len(shards) * graph.steps, desc=f"sweep on {len(fit)} server{'s' if len(fit) > 1 else ''}", unit="step",
                   disable=not progress, file=sys.stderr) as bar:
-            done = await _render(fit, graph, shards, faults, on_event, bar)
+            done = await _render(fit, graph, shards, faults, on_event, bar, state.done, stall)
         pivot_diff = await _pivot_check(done, {s.url: s for s in servers})
     images = np.stack([done[0][2][0]] + [img for i in range(len(shards)) for img in done[i][2][1:]])
     result = SweepResult(ks=[graph.pivot_k, *graph.levels], images=images, shards=shards,
                          rendered_by={i: done[i][0] for i in done}, faults=faults, pivot_diff=pivot_diff)
     prompts = [done[0][1]] + [done[i][1] for i in range(len(shards)) for _ in shards[i].levels]
     return graph, result, prompts
+
+
+class Stopped(Exception):
+    """The user stopped the sweep; ``message`` says what was finished and where it was written."""
+
+
+def write_partial(out_dir: Path, state: _Progress) -> str:
+    """A stopped sweep's finished shards, written as partial_*.png (K in the name) with
+    partial.txt saying what is missing; returns what to tell the user. Shards whose pivot is not
+    the first finished shard's are left out, as a whole sweep would refuse them."""
+    from PIL import Image
+
+    if not state.done:
+        return "No shard was finished; nothing is written."
+    diffs = _pivot_diffs(state.done)
+    kept = [i for i in sorted(state.done) if diffs[i][1] <= PIVOT_TOLERANCE]
+    first = state.done[kept[0]]
+    rows = [(state.graph.pivot_k, "pivot", first[2][0])]
+    rows += [(k, "", img) for i in kept for k, img in zip(state.shards[i].levels, state.done[i][2][1:])]
+    missing = [k for s in state.shards if s.index not in kept for k in s.levels]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for n, (k, role, image) in enumerate(rows):
+        names.append(f"partial_{n:02}_k{k:g}{'_' + role if role else ''}.png")
+        Image.fromarray(image).save(out_dir / names[-1])
+    note = (f"A PARTIAL sweep: it was stopped before every shard was rendered.\nRendered: K {', '.join(f'{k:g}' for k, _, _ in rows[1:])} "
+            f"and the pivot (K {state.graph.pivot_k:g}).\nNot rendered: K {', '.join(f'{k:g}' for k in missing) or '-'}.\n")
+    (out_dir / "partial.txt").write_text(note)
+    return (f"Kept the finished shards: {len(rows) - 1} of {len(rows) - 1 + len(missing)} targets and the pivot, written to "
+            f"{out_dir} as partial_*.png (see partial.txt); not rendered: K {', '.join(f'{k:g}' for k in missing) or '-'}.")
 
 
 def _uint8(image) -> np.ndarray:
@@ -359,12 +413,19 @@ def write_outputs(out_dir: Path, graph: SweepGraph, result: SweepResult, prompts
     result.files += [name, "blur_plot.png", "blur_meter.txt"]
 
 
-def sweep(urls: list[str], build_prompt, out_dir, on_event=None, progress: bool = True) -> SweepResult:
+def sweep(urls: list[str], build_prompt, out_dir, on_event=None, progress: bool = True,
+          stall: float = comfy_client.STALL) -> SweepResult:
     """Render the sweep ``build_prompt(node definitions)`` makes over the servers at ``urls`` and
     write it to ``out_dir``. ``on_event(kind, url, shard)`` hears "submitted", "started", "done"
-    and "failed" as they happen. Raises SweepError when the sweep cannot be made."""
+    and "failed" as they happen. A server whose run shows no progress for ``stall`` seconds
+    leaves and its shard goes to another. Raises SweepError when the sweep cannot be made, and
+    Stopped on Ctrl-C (the finished shards written as a partial sweep)."""
     start = time.monotonic()
-    graph, result, prompts = asyncio.run(_sweep(urls, build_prompt, on_event, progress))
+    state = _Progress()
+    try:
+        graph, result, prompts = asyncio.run(_sweep(urls, build_prompt, on_event, progress, state, stall))
+    except KeyboardInterrupt:  # asyncio.run cancelled the runs: each took its prompt off its server
+        raise Stopped(write_partial(Path(out_dir), state)) from None
     write_outputs(Path(out_dir), graph, result, prompts)
     result.seconds = time.monotonic() - start
     return result
@@ -383,12 +444,12 @@ def main(args, build_prompt) -> int:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with logging_redirect_tqdm():
-            result = sweep(urls, build_prompt, out_dir)
+            result = sweep(urls, build_prompt, out_dir, stall=args.stall_timeout)
     except SweepError as e:
         print(f"The sweep failed: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # asyncio.run cancelled the runs: each took its prompt off its server
-        print("Stopped. The shards queued or running on the servers were taken off them.", file=sys.stderr)
+    except Stopped as e:
+        print(f"Stopped. The shards queued or running on the servers were taken off them. {e}", file=sys.stderr)
         return 130
     print(f"\nDone in {result.seconds:.1f} s. Wrote to {out_dir}:\n  " + "\n  ".join(result.files))
     print("Rendered: " + "; ".join(f"{s} on {result.rendered_by[s.index]}" for s in result.shards))

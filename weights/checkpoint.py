@@ -278,15 +278,48 @@ def _refuse_pickle_suffix(path: Path, name: str) -> None:
         )
 
 
+# A PyTorch checkpoint's zip has a record per tensor plus a few (the photo adapter: about 1,200);
+# a directory larger than this is not an adapter, and reading it costs time at every listing.
+MAX_ZIP_RECORDS = 20_000
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory: signature, disks, counts, size, offset, comment
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+
+
+def _zip_record_count(f, size: int) -> int | None:
+    """How many records the zip's central directory declares (its end record, zip64 or not),
+    read from the file's last 64 KiB without reading the directory; None if there is no end record."""
+    tail_size = min(size, (1 << 16) + _EOCD.size)
+    f.seek(size - tail_size)
+    tail = f.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
+        return None
+    count = _EOCD.unpack_from(tail, at)[4]
+    locator = at - _ZIP64_LOCATOR.size
+    if locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+        offset = _ZIP64_LOCATOR.unpack_from(tail, locator)[2]
+        f.seek(offset)
+        record = f.read(_ZIP64_EOCD.size)
+        if len(record) == _ZIP64_EOCD.size and record[:4] == b"PK\x06\x06":
+            count = _ZIP64_EOCD.unpack(record)[6]
+    return count
+
+
 def _torch_zip_records(f, name: str) -> list[zipfile.ZipInfo]:
     """The members of a PyTorch zip checkpoint (one ``<archive>/data.pkl`` and its tensor
-    records), read from the zip's central directory; anything else is refused."""
+    records), read from the zip's central directory; anything else is refused, and so is a
+    directory of more than MAX_ZIP_RECORDS records (before it is read)."""
     f.seek(0)
     if f.read(4) != b"PK\x03\x04":
         raise BokehAdapterError(
             f"{name} is not a PyTorch zip checkpoint (a legacy pickle or another file under a .bin/.pt name); "
             f"this pack never executes pickles. {CONVERT_HINT}"
         )
+    count = _zip_record_count(f, os.fstat(f.fileno()).st_size)
+    if count is not None and count > MAX_ZIP_RECORDS:
+        raise BokehAdapterError(f"{name} is a zip file of {count} records; a Bokeh adapter checkpoint has a few "
+                                f"thousand at most (expected at most {MAX_ZIP_RECORDS}). {CONVERT_HINT}")
     try:
         with zipfile.ZipFile(f) as z:
             records = z.infolist()
@@ -526,6 +559,9 @@ class _TorchZip:
         if self._tensors is None:
             self._tensors = _read_torch_zip(self.f, self.name)
             for key, t in self._tensors.items():
+                if t.layout != torch.strided:  # sparse and other layouts: the restricted loader builds them
+                    raise BokehAdapterError(f"{self.name}: tensor {key_label(key)} is stored as a {str(t.layout).split('.')[-1]} "
+                                            f"tensor; expected plain dense weights. {CONVERT_HINT}")
                 if not t.dtype.is_floating_point:
                     raise BokehAdapterError(f"{self.name}: tensor {key_label(key)} holds {t.dtype} values; expected floating-point weights.")
         return {k: tuple(t.shape) for k, t in self._tensors.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 
 from ..attention.errors import BokehAdapterError
 from .checkpoint import DOWNLOAD_HINT, TORCH_SUFFIXES, LoadedAdapter, is_torch_zip, load_adapter
@@ -34,10 +35,28 @@ def register_model_folder() -> None:
     folder_paths.folder_names_and_paths[FOLDER] = (paths, set(EXTENSIONS))
 
 
+# The zip check of a .bin/.pt file, by the file's identity (device, inode, size, mtime): every
+# prompt validation lists the folder, and re-reading each zip directory each time costs seconds
+# in a large folder. Bounded: a folder that is not an adapter folder must not grow it for ever.
+_zip_checks: dict[tuple, bool] = {}
+MAX_ZIP_CHECKS = 4096
+
+
 def _listable(path: str) -> bool:
-    if not os.path.isfile(path):  # devices, FIFOs, folders and dangling links are left out
+    try:
+        st = os.stat(path)
+    except OSError:  # dangling links
         return False
-    return os.path.splitext(path)[1].lower() not in TORCH_SUFFIXES or is_torch_zip(path)
+    if not stat.S_ISREG(st.st_mode):  # devices, FIFOs and folders are left out
+        return False
+    if os.path.splitext(path)[1].lower() not in TORCH_SUFFIXES:
+        return True
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if identity not in _zip_checks:
+        if len(_zip_checks) >= MAX_ZIP_CHECKS:
+            _zip_checks.clear()
+        _zip_checks[identity] = is_torch_zip(path)
+    return _zip_checks[identity]
 
 
 def adapter_files() -> list[str]:
