@@ -49,11 +49,13 @@ def foreign_forward(diffusion_model) -> str | None:
 def bypass_error(diffusion_model) -> BokehConflictError:
     """The error for a model call whose blocks ran without the pack's attention."""
     found = foreign_forward(diffusion_model)
-    who = f"the node pack {found} has replaced FLUX's forward pass" if found else "something has replaced FLUX's forward pass"
+    if found:
+        who = f"the node pack {found} has replaced FLUX's forward pass and runs the FLUX blocks without ComfyUI's attention options"
+    else:  # no foreign forward on the instance: something else kept the pack's attention out of this call
+        who = "a node on this model's path runs the FLUX blocks without the pack's attention (it replaces FLUX's forward or the attention override during sampling)"
     return BokehConflictError(
-        f"Bokeh adapter: {who} and runs the FLUX blocks without ComfyUI's attention options, so the blur "
-        "(and a Pivot Batch's grounding) would be silently lost. Remove that node (TeaCache, First Block "
-        "Cache, MagCache and similar caches) from this model's path, or use ComfyUI's own EasyCache or "
-        "LazyCache node instead: they keep the blur."
+        f"Bokeh adapter: {who}, so the blur (and a Pivot Batch's grounding) would be silently lost. Remove that "
+        "node (TeaCache, First Block Cache, MagCache and similar caches) from this model's path, or use ComfyUI's "
+        "own EasyCache or LazyCache node instead: they keep the blur."
     )
 

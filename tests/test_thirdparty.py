@@ -204,3 +204,21 @@ def test_a_foreign_forward_that_drops_the_override_is_named(patched):
     with pytest.raises(errors.BokehConflictError, match="test_thirdparty"):
         harness.diffusion_forward(with_forward(patched, keep_options=False), *forward_inputs())
     assert harness.diffusion_forward(patched, *forward_inputs()).isfinite().all()  # the model itself still runs
+
+
+def test_a_wrapper_that_drops_the_override_inside_the_call_is_caught(patched):
+    """The safety net without a foreign forward: the effect decides (q/k ran, attention did not)."""
+    import comfy.patcher_extension
+
+    errors = harness.pack_module("attention.errors")
+
+    def drop_override(executor, *args, **kwargs):  # inside the pack's wrapper: added after it
+        for value in (*args, *kwargs.values()):  # transformer_options comes by position or by name
+            if isinstance(value, dict) and "optimized_attention_override" in value:
+                value.pop("optimized_attention_override")
+        return executor(*args, **kwargs)
+
+    other = patched.clone()
+    other.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test_drop", drop_override)
+    with pytest.raises(errors.BokehConflictError, match="a node on this model's path"):
+        harness.diffusion_forward(other, *forward_inputs())
