@@ -9,6 +9,7 @@ from .gather import BokehGatherSweep
 from .photo import BokehPhotoPrompt, BokehPhotoResize
 from .pivot import BokehPivotBatch
 from .preview import BokehBlurMeter, BokehContactSheet
+from .render import BokehRenderClassical
 from .sweep import BokehBlurLevels
 
 
@@ -22,4 +23,5 @@ class BokehExtension(ComfyExtension):
         return [
             BokehAdapterLoader, BokehApplyAdapter, BokehPivotBatch, BokehBlurLevels,
             BokehColorMatch, BokehContactSheet, BokehBlurMeter, BokehPhotoPrompt, BokehPhotoResize, BokehGatherSweep,
+            BokehRenderClassical,
         ]

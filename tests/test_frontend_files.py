@@ -27,7 +27,7 @@ def test_locale_file_and_docs_match_the_schemas(pack):
 
 def test_every_input_and_output_has_a_label(pack):
     defs = json.loads((harness.REPO / "locales" / "en" / "nodeDefs.json").read_text())
-    assert len(defs) == 10
+    assert len(defs) == 11
     for node_id, entry in defs.items():
         assert entry["display_name"].startswith("Bokeh") or "Bokeh" in entry["display_name"], node_id
         for where in ("inputs", "outputs"):
@@ -57,6 +57,9 @@ def test_workflow_thumbnail_is_an_honest_illustration(path):
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_loaders_offer_their_model_files(path):
     workflow = workflow_api.load(path)
+    if path.stem == "bokeh_classical_render":  # no model: no download rows, no model licence to state
+        assert not any(LOADER_FILES.get(n["type"]) for n in workflow["nodes"])
+        return
     seen = 0
     for node in workflow["nodes"]:
         widgets = LOADER_FILES.get(node["type"])

@@ -17,7 +17,7 @@ def test_package_exports_only_the_entrypoint(pack):
     # ComfyUI's loader sees V1 mappings first; the pack must be loaded as V3.
     assert "NODE_CLASS_MAPPINGS" not in public
     assert "comfy_entrypoint" in public
-    assert public <= {"comfy_entrypoint", "WEB_DIRECTORY", "nodes", "weights", "attention", "sweep"}
+    assert public <= {"comfy_entrypoint", "WEB_DIRECTORY", "nodes", "weights", "attention", "sweep", "training"}
 
 
 def test_every_input_has_a_tooltip(pack):

@@ -271,3 +271,113 @@ def test_k_from_an_image_file(mods, tmp_path):
     (tmp_path / "text.jpg").write_text("not an image")
     with pytest.raises(mods.errors.BokehInputError, match="text.jpg: not a readable image"):
         e.read_lens(tmp_path / "text.jpg")
+
+
+# -- the Bokeh Render (classical) node ----------------------------------------------------------
+
+def node_scene(size=48, seed=9):
+    """A textured photo (1, H, W, 3), its near-bright depth map as an IMAGE (subject 0.9 on a
+    background 0.1) and the subject mask (1, H, W): a centred box of half the side."""
+    g = torch.Generator().manual_seed(seed)
+    photo = torch.rand(1, size, size, 3, generator=g)
+    depth = torch.full((1, size, size, 3), 0.1)
+    mask = torch.zeros(1, size, size)
+    box = (0, slice(size // 4, size - size // 4), slice(size // 4, size - size // 4))
+    depth[box] = 0.9
+    mask[box] = 1.0
+    return photo, depth, mask
+
+
+def run_node(mods, image, depth, **kw):
+    return mods.node.BokehRenderClassical.execute(image, depth, **kw).result
+
+
+def test_node_blurs_the_background_and_keeps_the_subject(mods):
+    photo, depth, mask = node_scene()
+    out, blur_map = run_node(mods, photo, depth, blur=6.0, mask=mask)
+    assert out.shape == photo.shape and out.dtype == photo.dtype and blur_map.shape == mask.shape
+    # > 6 px from any background source: only the radius-0 kernel's 0.28 % leak to the 8 neighbours,
+    # which gamma 2.2 makes up to a few % on a dark pixel between bright ones (noise texture)
+    inner = (0, slice(20, 28), slice(20, 28))
+    edge = (0, slice(0, 6), slice(None))  # background far from the subject
+    assert (out[inner] - photo[inner]).abs().mean() < 0.01
+    assert (out[edge] - photo[edge]).abs().mean() > 0.1  # noise averaged over a 6 px disc
+    # the subject is exactly in focus; the background is a whole disparity unit behind it
+    assert torch.all(blur_map[mask > 0.5] == 0) and torch.allclose(blur_map[mask < 0.5], torch.tensor(1.0))
+    # Focus plane on the background instead: the background stays, the subject blurs
+    out2, map2 = run_node(mods, photo, depth, blur=6.0, focus="focus plane", focus_plane=0.0, mask=mask)
+    assert (out2[edge] - photo[edge]).abs().mean() < 0.01 and (out2[inner] - photo[inner]).abs().mean() > 0.1
+    assert torch.all(map2[mask < 0.5] == 0)
+
+
+def test_node_depth_as_mask_far_bright_and_batches(mods):
+    """The same scene with the depth as a MASK coded far-bright gives the same picture; one depth
+    map serves a batch of two; K 0 renders (almost) nothing: the radius-0 kernel's 0.28 % leak."""
+    photo, depth, mask = node_scene()
+    near, _ = run_node(mods, photo, depth, blur=4.0, mask=mask)
+    far_mask = 1.0 - depth[..., 0] + 0.0  # 0.1 subject, 0.9 background: far is bright
+    far, _ = run_node(mods, photo, far_mask, depth_order="far is bright (distance)", blur=4.0, mask=mask)
+    # the two codings give disparities that differ in rounding only (1/v vs v), hence not bit-equal
+    assert (near - far).abs().max() < 1e-4
+    batch, _ = run_node(mods, torch.cat([photo, photo.flip(1)]), depth, blur=4.0, mask=mask)
+    assert batch.shape[0] == 2 and torch.allclose(batch[0], near, atol=1e-6)
+    still, _ = run_node(mods, photo, depth, blur=0.0, mask=mask)
+    assert (still - photo).abs().mean() < 0.01
+
+
+def test_node_bad_inputs(mods):
+    """Each user mistake gets the pack's typed error, in one line."""
+    photo, depth, mask = node_scene(16)
+    nan_depth = depth.clone()
+    nan_depth[0, 3, 3, 0] = float("nan")
+    cases = [
+        (dict(image=photo, depth=nan_depth), "NaN"),
+        (dict(image=photo, depth=depth[:, :12]), "same size"),
+        (dict(image=photo, depth=depth, mask=torch.zeros_like(mask)), "subject mask is empty"),
+        (dict(image=photo, depth=depth, mask=mask[:, :, :8]), "same size"),
+        (dict(image=photo[..., :2], depth=depth), "expected an IMAGE"),
+        (dict(image=photo, depth=depth[..., :2]), "2 channels"),
+        (dict(image=photo, depth=torch.cat([depth] * 3)), "3 maps for 1 images"),
+        (dict(image=photo, depth=depth, blur=-1.0), "expected Blur"),
+        # a full disparity range focused at the far end: radius 64 px, 131^2 passes over 2.4 MP, refused
+        (dict(image=torch.zeros(1, 1536, 1536, 3), depth=torch.linspace(0, 1, 1536).expand(1, 1536, 1536), blur=64.0,
+              focus="focus plane", focus_plane=0.0), "lower Blur"),
+    ]
+    for kw, message in cases:
+        with pytest.raises(mods.errors.BokehInputError, match=message) as err:
+            mods.node.BokehRenderClassical.execute(**kw)
+        assert "\n" not in str(err.value)
+
+
+def test_node_in_the_executor(pack):
+    """Through the host's validate_prompt and PromptExecutor: the depth input takes an IMAGE or a
+    MASK from core nodes; a wrong-size depth map fails with the pack's error."""
+    g = {
+        "load": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "scale": {"class_type": "ImageScale", "inputs": {"image": ["load", 0], "upscale_method": "bilinear",
+                                                         "width": 40, "height": 32, "crop": "disabled"}},
+        "depth": {"class_type": "ImageToMask", "inputs": {"image": ["scale", 0], "channel": "red"}},
+        "subject": {"class_type": "ThresholdMask", "inputs": {"mask": ["depth", 0], "value": 0.5}},
+        "render": {"class_type": "BokehRenderClassical", "inputs": {
+            "image": ["scale", 0], "depth": ["depth", 0], "depth_order": "near is bright (Depth Anything, MiDaS)",
+            "blur": 5.0, "focus": "subject mask", "focus_plane": 0.5, "subject_sharp": True, "gamma": 2.2,
+            "mask": ["subject", 0]}},
+        "render_image_depth": {"class_type": "BokehRenderClassical", "inputs": {
+            "image": ["scale", 0], "depth": ["scale", 0], "depth_order": "far is bright (distance)",
+            "blur": 3.0, "focus": "focus plane", "focus_plane": 0.3, "subject_sharp": False, "gamma": 2.2}},
+        "save": {"class_type": "SaveImage", "inputs": {"images": ["render", 0], "filename_prefix": "bokeh_render"}},
+        "save2": {"class_type": "SaveImage", "inputs": {"images": ["render_image_depth", 0], "filename_prefix": "bokeh_render"}},
+    }
+    result = harness.run_prompt(g)
+    assert result.ok, result.errors
+    photo = result.outputs["scale"][0][0]
+    for node in ("render", "render_image_depth"):
+        out = result.outputs[node][0][0]
+        assert out.shape == (1, 32, 40, 3) and (out - photo).abs().mean() > 1e-3
+    assert result.ui["save"]["images"] and result.ui["save2"]["images"]
+    g["small"] = {"class_type": "ImageScale", "inputs": {"image": ["load", 0], "upscale_method": "bilinear",
+                                                         "width": 20, "height": 16, "crop": "disabled"}}
+    g["render"]["inputs"]["depth"] = ["small", 0]
+    result = harness.run_prompt(g)
+    assert not result.ok and result.errors["exception_type"].endswith("BokehInputError")
+    assert "20x16 pixels but the image is 40x32" in result.errors["exception_message"]

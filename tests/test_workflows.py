@@ -13,14 +13,16 @@ from model_files import PHOTO_ADAPTER, PHOTO_IMAGE
 # The saved step counts and blur levels are checked; the tiny-model runs take 2 steps and 3 levels
 # (512 x 512 decodes dominate their time on a CPU).
 RUN_STEPS = 2
-RUN_LEVELS = {"BokehPivotBatch": ("targets", "0, 28"), "BokehBlurLevels": ("levels", "1, 16, 30")}
+RUN_LEVELS = {"BokehPivotBatch": ("targets", "0, 28"), "BokehBlurLevels": ("levels", "1, 16, 30"),
+              "BokehRenderClassical": ("blur", 2.0)}  # the classical render's time grows with K^2
 
 ALL_WORKFLOWS = sorted((harness.REPO / "workflows").glob("*.json"))
 # The distributed sweep needs ComfyUI-Distributed's nodes: it runs on three real servers with the
 # real extension in tests/test_distributed_servers.py.
 WORKFLOWS = [p for p in ALL_WORKFLOWS if not p.stem.endswith("_distributed")]
 OURS = ["BokehAdapterLoader", "BokehApplyAdapter", "BokehPivotBatch", "BokehBlurLevels",
-        "BokehColorMatch", "BokehContactSheet", "BokehBlurMeter", "BokehPhotoPrompt", "BokehPhotoResize", "BokehGatherSweep"]
+        "BokehColorMatch", "BokehContactSheet", "BokehBlurMeter", "BokehPhotoPrompt", "BokehPhotoResize", "BokehGatherSweep",
+        "BokehRenderClassical"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,9 +38,9 @@ def tiny_adapter(pack, tmp_path_factory):
     harness.write_example_photo(PHOTO_IMAGE)
 
 
-def test_there_are_seven_workflows():
+def test_there_are_eight_workflows():
     assert [p.name for p in ALL_WORKFLOWS] == [
-        "bokeh_grounded_sweep.json", "bokeh_grounded_sweep_checkpoint.json", "bokeh_grounded_sweep_distributed.json", "bokeh_list_sweep.json",
+        "bokeh_classical_render.json", "bokeh_grounded_sweep.json", "bokeh_grounded_sweep_checkpoint.json", "bokeh_grounded_sweep_distributed.json", "bokeh_list_sweep.json",
         "bokeh_photo.json", "bokeh_photo_stack.json", "bokeh_single_image.json"]
 
 
@@ -56,11 +58,11 @@ def test_workflow_validates_and_runs(path):
     workflow = workflow_api.load(path)
     assert any(n["type"] == "Note" for n in workflow["nodes"])  # says which files go where
     prompt = workflow_api.ui_to_api(workflow)
-    (ks,) = workflow_api.find(prompt, "KSampler")
     photo = "photo" in path.stem
-    steps = PHOTO_STEPS if photo else 30
-    assert prompt[ks]["inputs"]["seed"] == SEED and prompt[ks]["inputs"]["steps"] == steps  # seed control widget skipped
-    prompt[ks]["inputs"]["steps"] = RUN_STEPS
+    for ks in workflow_api.find(prompt, "KSampler"):  # one, except in the classical render (no model)
+        steps = PHOTO_STEPS if photo else 30
+        assert prompt[ks]["inputs"]["seed"] == SEED and prompt[ks]["inputs"]["steps"] == steps  # seed control widget skipped
+        prompt[ks]["inputs"]["steps"] = RUN_STEPS
     for kind, (name, value) in RUN_LEVELS.items():
         for key in workflow_api.find(prompt, kind):
             prompt[key]["inputs"][name] = value
@@ -81,6 +83,11 @@ def test_workflow_validates_and_runs(path):
         (prompt_node,) = workflow_api.find(prompt, "BokehPhotoPrompt")
         texts = result.outputs[prompt_node][1]
         assert texts[0].startswith("Set dof_cond = ") and len(set(texts)) == rows
+    if "classical" in path.stem:
+        (render,) = workflow_api.find(prompt, "BokehRenderClassical")
+        (photo_node,) = [k for k in workflow_api.find(prompt, "LoadImage") if prompt[render]["inputs"]["image"][0] == k]
+        image, blur_map = result.outputs[render][0][0], result.outputs[render][1][0]
+        assert image.shape == result.outputs[photo_node][0][0].shape and blur_map.shape == image.shape[:3]
     if "photo_stack" in path.stem:
         (meter,) = workflow_api.find(prompt, "BokehBlurMeter")
         report = result.outputs[meter][0][0]

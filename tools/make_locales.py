@@ -96,6 +96,16 @@ PAGES = {
         "*Bokeh Colour Match* -> **Bokeh Blur Meter** (Sweep from Pivot Batch); **Report** into *Preview Any* (a Markdown "
         "table), **Plot** into *Preview Image*.",
     ),
+    "BokehRenderClassical": (
+        "Renders depth-based bokeh on any image with the classical BokehMe scatter renderer, the synthesis the "
+        "bokeh adapters' training data comes from: every pixel spreads into a soft disc whose radius is K times "
+        "its disparity distance from the focus plane, in gamma space (2.2), so highlights bloom. No model runs. "
+        "Focus follows a subject mask as in the training data, or a focus plane you set. Classical only: BokehMe's "
+        "neural refinement (ARNet/IUNet) is not part of the pack, so occlusion edges show the classical renderer's "
+        "halo. Time grows with K squared; large K on large images is refused with a message.",
+        "*LoadImage* -> **Bokeh Render (classical)** (Depth from a depth estimator such as Depth Anything, near is "
+        "bright; Subject Mask from a background remover; Blur 15) -> *Save Image*. **Blur Map** shows where it is sharp.",
+    ),
 }
 
 

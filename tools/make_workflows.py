@@ -311,6 +311,30 @@ def photo_graph(stack: bool):
     g.save("bokeh_photo_stack.json")
 
 
+RENDER_NOTE = (
+    "Classical bokeh render: no model files\n\n"
+    "Pick your photo in the first Load Image and its depth map in the second: a grey image of the same size from a "
+    "depth estimator (e.g. Depth Anything V2 from comfyui_controlnet_aux; near = bright), or connect that node's output "
+    "to Depth directly. The example uses the photo itself as a stand-in depth map. For a sharp subject, connect a mask "
+    "(e.g. from a background remover) to Subject Mask; without one, focus sits at the median depth, or set "
+    "Focus = focus plane. Blur (K) is the blur radius in pixels across the whole depth range."
+)
+
+
+def classical_render():
+    """LoadImage (photo) + LoadImage (depth map) -> Bokeh Render (classical) -> SaveImage; the blur
+    map into a preview."""
+    g = Graph()
+    g.add("Note", 0, {"text": RENDER_NOTE}, size=(340, 260))
+    photo = g.add("LoadImage", 1, {"image": PHOTO_IMAGE}, title="Your photo", size=(320, 360))
+    depth = g.add("LoadImage", 1, {"image": PHOTO_IMAGE}, title="Its depth map (near = bright)", size=(320, 360))
+    render = g.add("BokehRenderClassical", 2, {"blur": 15.0}, size=(360, 330), image=(photo, 0), depth=(depth, 0))
+    blur_map = g.add("MaskToImage", 2, mask=(render, 1))
+    g.add("SaveImage", 3, {"filename_prefix": "bokeh/classical"}, size=(400, 460), images=(render, 0))
+    g.add("PreviewImage", 3, title="Blur map (white = K pixels)", size=(400, 300), images=(blur_map, 0))
+    g.save("bokeh_classical_render.json")
+
+
 def main():
     inprocess.quiet_host_logging()
     inprocess.load_pack()
@@ -322,6 +346,7 @@ def main():
     list_sweep()
     photo_graph(stack=False)
     photo_graph(stack=True)
+    classical_render()
     print("wrote", ", ".join(sorted(p.name for p in OUT.glob("*.json"))))
 
 
