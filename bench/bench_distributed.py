@@ -5,7 +5,11 @@ the bundled workflow bokeh_grounded_sweep_distributed.json on the tiny random mo
 tools/tiny_nodes.py (installed in each server, as the tests do), the real extension from
 ../shared/thirdparty/.
 
-    python bench/bench_distributed.py [--size 256] [--steps 8] [--repeats 3]
+    python bench/bench_distributed.py [--preset tiny|mid] [--size 256] [--steps 8] [--repeats 3]
+
+The tiny model's steps cost about the same for 5 rows as for 13 (per-call overhead dominates),
+so sharing rows out gains little there; the mid model (hidden 768, 18 blocks; its own random
+adapter) is compute-bound, as FLUX is on a GPU.
 
 Wall time = from POST /distributed/queue on the master to the master's prompt finished (images
 gathered, checked, colour-matched, sheet, meter, saved). Every timed sweep has a new seed, so
@@ -43,6 +47,7 @@ WORKERS = ["w1", "w2"]
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", choices=["tiny", "mid"], default="tiny")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
@@ -52,7 +57,16 @@ def main():
     except distributed_pack.thirdparty.Missing as e:
         sys.exit(f"bench_distributed: {e}")
     root = Path(tempfile.mkdtemp(prefix="bench_distributed_"))
-    bases = [harness.server_base(root / name, adapters={ADAPTER: 41}) for name in ("master", *WORKERS)]
+    bases = [harness.server_base(root / name, adapters={ADAPTER: 41} if opts.preset == "tiny" else None)
+             for name in ("master", *WORKERS)]
+    if opts.preset == "mid":  # an adapter that fits the mid model, the same file on every server
+        from safetensors.torch import save_file
+
+        cfg = harness.MID
+        sd = harness.random_adapter_sd(cfg["hidden_size"], range(cfg["depth"] + cfg["depth_single_blocks"]), seed=41)
+        for base in bases:
+            (base / "models" / "bokeh_diffusion").mkdir(parents=True)
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(base / "models" / "bokeh_diffusion" / ADAPTER))
     extensions = [distributed_pack.install(b / "custom_nodes") for b in bases]
     one_thread = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     envs = [one_thread] + [{**one_thread, "COMFYUI_IS_WORKER": "1"}] * len(WORKERS)
@@ -63,7 +77,7 @@ def main():
         defs = distributed_pack.remote_defs(master.url)
 
         def sweep(participants, seed) -> float:
-            prompt = distributed_pack.sweep_prompt(defs, TARGETS, participants, opts.steps, opts.size, seed)
+            prompt = distributed_pack.sweep_prompt(defs, TARGETS, participants, opts.steps, opts.size, seed, opts.preset)
             start = time.perf_counter()
             body = distributed_pack.queue(master.url, prompt, WORKERS if participants > 1 else [])
             entry = distributed_pack.wait(master.url, body["prompt_id"], timeout=1800)
@@ -83,7 +97,7 @@ def main():
             sweep(n, 7 + n)
             cached[n] = sweep(n, 7 + n)
     wall = {n: statistics.median(t) for n, t in times.items()}
-    print(f"# bench_distributed: 12-target grounded sweep, tiny FLUX, {opts.size}x{opts.size}, {opts.steps} steps; "
+    print(f"# bench_distributed: 12-target grounded sweep, {opts.preset} FLUX, {opts.size}x{opts.size}, {opts.steps} steps; "
           f"ComfyUI-Distributed 1.4.4 on loopback, 1 torch thread per server; {os.cpu_count()} CPU cores; median of {opts.repeats}")
     print("participants  wall_s  runs_s")
     for n in (1, 3):

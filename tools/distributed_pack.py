@@ -63,13 +63,14 @@ def remote_defs(url: str) -> dict:
     return {k: comfy_client.RemoteNodeDef(v) for k, v in requests.get(url + "/object_info", timeout=60).json().items()}
 
 
-def sweep_prompt(defs: dict, targets: str, participants: int, steps: int, size: int, seed: int | None = None) -> dict:
+def sweep_prompt(defs: dict, targets: str, participants: int, steps: int, size: int, seed: int | None = None,
+                 preset: str = "tiny") -> dict:
     """The bundled distributed workflow as the master's UI sends it, converted with ``defs`` (the
     master's own, so the generator's layout of the extension's nodes is checked), on the tiny
-    models of tools/tiny_nodes.py."""
+    models of tools/tiny_nodes.py (``preset`` 'tiny' or 'mid')."""
     import workflow_api
 
-    prompt = workflow_api.swap_for_tiny_models(workflow_api.ui_to_api(workflow_api.load(WORKFLOW), defs))
+    prompt = workflow_api.swap_for_tiny_models(workflow_api.ui_to_api(workflow_api.load(WORKFLOW), defs), preset)
     (pivot,) = workflow_api.find(prompt, "BokehPivotBatch")
     (sampler,) = workflow_api.find(prompt, "KSampler")
     (latent,) = workflow_api.find(prompt, "EmptySD3LatentImage")
