@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from ..sweep.blur_meter import measure_sweep
+from ..sweep.blur_meter import NOISE, measure_sweep
 from ..sweep.contact_sheet import contact_sheet
 from ..sweep.plot import sweep_plot
 from .color import check_images
@@ -71,7 +71,7 @@ class BokehBlurMeter(io.ComfyNode):
         if ks is not None and len(ks) >= 2:
             pivot = sweep.pivot_row if n == len(sweep.k_values) else None
             title, subtitle = f"Blur vs K: {result.trend_text()}", result.correlations()
-            plot = sweep_plot(ks, result.sharpness, pivot, title, subtitle)
+            plot = sweep_plot(ks, result.sharpness, pivot, title, subtitle, min_span=5 * NOISE)
             summary = result.verdict()
         else:
             plot = sweep_plot([float(i) for i in range(n)], result.sharpness, None, "Sharpness per image", "x: image number")

@@ -5,16 +5,17 @@
     python scripts/bokeh_sweep.py --check          # tiny random models: proves the install
     python scripts/bokeh_sweep.py --servers http://127.0.0.1:8188,http://127.0.0.1:8189   # one ComfyUI per GPU
 
-Models are found through ComfyUI's model folders (models/diffusion_models, text_encoders,
-vae, bokeh_diffusion, and extra_model_paths.yaml), or given as paths. Writes the images, a
-contact sheet and the blur-meter report to --output.
+Models are found in models/ of this clone (or --models; the ComfyUI's own models when the pack
+is installed in its custom_nodes), in ComfyUI's model folders and its extra_model_paths.yaml, or
+given as paths. Every option is checked before anything loads (tools/sweep_args.py). Writes the
+images (K in each name), a contact sheet and the blur-meter report to a new folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,14 +24,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
 import inprocess  # noqa: E402
+import sweep_args  # noqa: E402
+import sweep_files  # noqa: E402
 import workflow_api  # noqa: E402
-from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, KONTEXT_UNET, PHOTO_ADAPTER, T5, WHERE_TO_GET  # noqa: E402
+from model_files import ADAPTER, AE, CLIP_L, FLUX_UNET, KONTEXT_UNET, PHOTO_ADAPTER, T5, where_to_get  # noqa: E402
+from sweep_args import DEFAULT_TARGETS, PHOTO_SIZES, PHOTO_TARGETS  # noqa: E402
 
 WORKFLOW = REPO / "workflows" / "bokeh_grounded_sweep.json"
 CKPT_WORKFLOW = REPO / "workflows" / "bokeh_grounded_sweep_checkpoint.json"
 PHOTO_WORKFLOW = REPO / "workflows" / "bokeh_photo_stack.json"
-PHOTO_TARGETS = "1, 6, 11, 16, 21, 26, 30"  # the reference's stack (bokehdepth-photo.md section 3)
-PHOTO_SIZES = {"square": "512 x 512 (reference)", "aspect": "aspect kept, about 0.26 MP"}  # nodes/photo.py
+MODEL_FOLDERS = ("diffusion_models", "text_encoders", "vae", "checkpoints", "bokeh_diffusion")
 
 LOADERS = {  # class_type -> [(input name, model folder, argparse dest)]
     "UNETLoader": [("unet_name", "diffusion_models", "unet")],  # "kontext" with --photo (see main)
@@ -42,54 +45,14 @@ LOADERS = {  # class_type -> [(input name, model folder, argparse dest)]
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--prompt", default="a portrait of a woman in a sunlit garden, roses in the foreground and background, 35mm photograph")
-    p.add_argument("--pivot", type=float, default=15.0, help="pivot blur level K (0..30)")
-    p.add_argument("--targets", default=None, help="target blur levels (default '0, 4, 8, 12, 18, 28'; with --photo "
-                   f"'{PHOTO_TARGETS}')")
-    p.add_argument("--grounding", type=float, default=0.8, help="share of the steps grounded on the pivot (0.8 of 30 = 24)")
-    p.add_argument("--grounding-steps", type=int, default=-1, help="exact number of grounded steps; overrides --grounding (-1: use it)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (default 30; with --photo 50)")
-    p.add_argument("--seed", type=int, default=65578)
-    p.add_argument("--guidance", type=float, default=None, help="FLUX guidance (default 3.0; with --photo 7.0)")
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--height", type=int, default=512)
-    p.add_argument("--output", default="output/bokeh_sweep", help="folder for images, contact sheet and report")
-    p.add_argument("--unet", default=FLUX_UNET, help="FLUX.1-dev diffusion model: a name in models/diffusion_models or a path")
-    p.add_argument("--t5", default=T5, help="T5-XXL text encoder: name in models/text_encoders or a path")
-    p.add_argument("--clip-l", dest="clip_l", default=CLIP_L, help="CLIP-L text encoder: name or path")
-    p.add_argument("--vae", default=AE, help="FLUX VAE: name in models/vae or a path")
-    p.add_argument("--checkpoint", default=None, help=f"use a single-file FLUX checkpoint instead (e.g. {FLUX_CKPT}): name or path")
-    p.add_argument("--adapter", default=None, help=f"Bokeh adapter: name in models/bokeh_diffusion or a path (default {ADAPTER}; "
-                   f"with --photo {PHOTO_ADAPTER})")
-    p.add_argument("--photo", default=None, help="bokeh on this photo (a PNG/JPEG path): one image per target blur level "
-                   "with the BokehDepth photo adapter on FLUX.1 Kontext; --prompt, --pivot and grounding do not apply")
-    p.add_argument("--kontext", default=KONTEXT_UNET, help="with --photo: FLUX.1 Kontext [dev] diffusion model, name or path")
-    p.add_argument("--photo-size", dest="photo_size", choices=sorted(PHOTO_SIZES), default="square",
-                   help="with --photo: render at 512 x 512 as the reference does, or at the photo's aspect (about 0.26 MP)")
-    p.add_argument("--check", action="store_true", help="run the same graph on tiny random models (images are noise)")
-    p.add_argument("--cpu", action="store_true", help="run on the CPU (automatic when no GPU is usable; --check always does)")
-    p.add_argument("--servers", default=None, help="URL[,URL...] of running ComfyUIs with this pack and the same models: "
-                   "the targets are shared out over them (models are names in their model folders; --check needs "
-                   "the test-only tiny nodes there)")
-    p.add_argument("--stall-timeout", dest="stall_timeout", type=_seconds, default=600.0,
-                   help="with --servers: give a server's shard to another server when its run shows no progress "
-                   "(no step, no node, no output) for this many seconds; allow for a model load")
-    return p.parse_args(argv)
+    """The options as parsed (unchecked: main checks them); see tools/sweep_args.py."""
+    return sweep_args.parser().parse_args(argv)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 1 <= value <= 86400:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 1 to 86400")
-    return value
-
-
-def resolve_models(prompt, args, folder_paths) -> list[str]:
-    """Point each loader at the user's file; return a line per missing file."""
+def resolve_models(prompt, args, folder_paths, models_dir: Path | None = None) -> list[str]:
+    """Point each loader at the user's file; return a line per missing file: where it goes (the
+    folder of ``models_dir``, else the ComfyUI's folder of that kind under its current name) and
+    where that file comes from."""
     missing = []
     for key, node in prompt.items():
         for name, folder, dest in LOADERS.get(node["class_type"], []):
@@ -104,15 +67,46 @@ def resolve_models(prompt, args, folder_paths) -> list[str]:
                     node["inputs"][name] = path.name
                     found = folder_paths.get_full_path(folder, path.name)
                     if found is None or Path(found).resolve() != path.resolve():
-                        missing.append(f"  {given}: ComfyUI does not list it in models/{folder} (wrong extension?)")
+                        missing.append(f"  {given}: ComfyUI does not list it in {folder} (wrong extension?)")
                 else:
-                    missing.append(f"  {given}: no such file ({WHERE_TO_GET[folder]})")
+                    missing.append(f"  {given}: no such file ({where_to_get(path.name, folder)})")
                 continue
             node["inputs"][name] = given
             if folder_paths.get_full_path(folder, given) is None:
-                where = folder_paths.get_folder_paths(folder)
-                missing.append(f"  {given}\n      goes in: {where[0] if where else 'models/' + folder}\n      get it: {WHERE_TO_GET[folder]}")
+                missing.append(f"  {given}\n      goes in: {model_folder(folder, folder_paths, models_dir)}\n"
+                               f"      get it: {where_to_get(given, folder)}")
     return missing
+
+
+def model_folder(folder: str, folder_paths, models_dir: Path | None) -> str:
+    """Where a missing file of ``folder`` goes: ``models_dir/folder`` (made, so the user sees it),
+    else the first of the ComfyUI's folders of that kind that has the current name
+    (diffusion_models, not the legacy unet)."""
+    if models_dir is not None:
+        (models_dir / folder).mkdir(parents=True, exist_ok=True)
+        return str(models_dir / folder)
+    paths = folder_paths.get_folder_paths(folder)
+    return next((p for p in paths if Path(p).name == folder), paths[0] if paths else "models/" + folder)
+
+
+def use_model_folders(args, folder_paths, root: Path) -> Path | None:
+    """The model folders of this run, through ComfyUI's own mechanisms: the host's
+    extra_model_paths.yaml (read as ComfyUI's main.py reads it), and, unless the pack is installed
+    in that ComfyUI's custom_nodes (then its models are the user's), ``--models`` or models/ of
+    this clone as the first folder of each kind (an extra_model_paths.yaml entry with
+    is_default does the same). Returns that folder, or None."""
+    import utils.extra_config
+
+    yaml_path = root / "extra_model_paths.yaml"
+    if yaml_path.is_file():
+        utils.extra_config.load_extra_path_config(str(yaml_path))
+    installed = REPO.parent.name == "custom_nodes" and REPO.parent.parent.resolve() == root.resolve()
+    if args.models is None and installed:
+        return None
+    base = Path(args.models).expanduser().resolve() if args.models else REPO / "models"
+    for folder in MODEL_FOLDERS:
+        folder_paths.add_model_folder_path(folder, str(base / folder), is_default=True)
+    return base
 
 
 def remote_prompt(args, node_classes) -> dict:
@@ -125,6 +119,7 @@ def remote_prompt(args, node_classes) -> dict:
     configure(prompt, args)
     if args.check:
         prompt = workflow_api.swap_for_tiny_models(prompt)
+    missing = []
     for node in prompt.values():
         for name, folder, dest in LOADERS.get(node["class_type"], []):
             given = getattr(args, dest)
@@ -133,6 +128,12 @@ def remote_prompt(args, node_classes) -> dict:
                                              f"file in each server's models/{folder}, not a path")
             if given is not None:
                 node["inputs"][name] = given
+            node_def = node_classes.get(node["class_type"])
+            offered = node_def.options(name) if hasattr(node_def, "options") else None
+            if offered is not None and node["inputs"].get(name) not in offered:
+                missing.append((node["inputs"].get(name), folder))
+    if missing:
+        raise shard_sweep.MissingModels(missing)
     return prompt
 
 
@@ -152,34 +153,116 @@ def configure(prompt, args):
     set_input("EmptySD3LatentImage", width=args.width, height=args.height)
     set_input("ModelSamplingFlux", width=args.width, height=args.height)
     set_input("BokehApplyAdapter", blur_level=args.pivot)
-    set_input("BokehPivotBatch", pivot_blur=args.pivot, targets=args.targets or "0, 4, 8, 12, 18, 28", grounding=args.grounding,
+    set_input("BokehPivotBatch", pivot_blur=args.pivot, targets=args.targets or DEFAULT_TARGETS, grounding=args.grounding,
               grounding_steps=args.grounding_steps)
 
 
-def use_photo(path: str, folder_paths) -> str | None:
-    """Make ``path`` the photo LoadImage reads (its folder becomes ComfyUI's input folder for this
-    run); returns why it cannot be used, or None."""
-    photo = Path(path).expanduser()
-    if not photo.is_file():
-        return f"  {path}: no such file (--photo takes a PNG or JPEG)"
-    folder_paths.set_input_directory(str(photo.parent.resolve()))
-    return None
+class _QuietTracebacks(logging.Filter):
+    """Leaves out ComfyUI's own error log of a failed node (execution.py logs the exception and
+    its traceback): the runner prints the error in one line, with the traceback only when it is
+    not one of the pack's errors (a bug, not a user's mistake)."""
+
+    def filter(self, record):
+        return not (record.levelno >= logging.ERROR and record.module == "execution")
+
+
+class _CtrlC:
+    """While a prompt runs: the first Ctrl-C stops it as ComfyUI's own interrupt does
+    (comfy.model_management.interrupt_current_processing: the sampler stops at its next model
+    layer or step, the executor ends the prompt with "execution_interrupted"); a second one stops
+    at once. asyncio.run leaves a handler of ours in place (it only replaces Python's default)."""
+
+    def __enter__(self):
+        import comfy.model_management as mm
+        import comfy.utils
+
+        self.pressed = False
+        if getattr(comfy.utils, "PROGRESS_BAR_HOOK", None) is None:  # main.py's hook checks at every step too
+            comfy.utils.set_progress_bar_global_hook(lambda *a, **k: mm.throw_exception_if_processing_interrupted())
+            self.hook = True
+        else:
+            self.hook = False
+
+        def handler(signum, frame):
+            if self.pressed:
+                raise KeyboardInterrupt
+            self.pressed = True
+            print("\nStopping the sampler (Ctrl-C again to stop at once) ...", file=sys.stderr, flush=True)
+            mm.interrupt_current_processing(True)
+
+        self.previous = signal.signal(signal.SIGINT, handler)
+        self.quiet = _QuietTracebacks()
+        for h in logging.getLogger().handlers:
+            h.addFilter(self.quiet)
+        return self
+
+    def __exit__(self, *exc):
+        import comfy.utils
+
+        signal.signal(signal.SIGINT, self.previous)
+        if self.hook:
+            comfy.utils.set_progress_bar_global_hook(None)
+        for h in logging.getLogger().handlers:
+            h.removeFilter(self.quiet)
+        return False
+
+
+def stopped_message(out_dir: Path, made: bool, where: str = "") -> str:
+    """What a stopped run tells the user: what is in its folder and what is not; the folder is
+    removed when the run ``made`` it and it stayed empty."""
+    written, missing = sweep_files.what_was_written(out_dir)
+    if not written:
+        if made and out_dir.is_dir():
+            out_dir.rmdir()
+        return f"Stopped{where}. Nothing was written."
+    return (f"Stopped{where}. Written to {out_dir} before the stop: {', '.join(written)}. "
+            f"Not written: {', '.join(missing) or '-'}.")
+
+
+def failure_message(errors: dict) -> str:
+    """One line for a prompt ComfyUI refused or a node that failed; the traceback first when the
+    error is not one of the pack's (BokehError: a message made for the user)."""
+    import comfy_client
+
+    if "exception_type" not in errors:  # refused by validation
+        return "ComfyUI refused the graph: " + comfy_client.prompt_error(errors)
+    kind = str(errors.get("exception_type", "")).rsplit(".", 1)[-1]  # no module path (a temp folder)
+    line = f"ComfyUI stopped in node {errors.get('node_id')}: {kind}: {errors.get('exception_message', '').strip()}"
+    if kind.startswith("Bokeh"):
+        return line
+    return "".join(errors.get("traceback") or []) + line
+
+
+def local_ks(args, parse_levels) -> tuple[list[float], int | None]:
+    """K per image of a local run and the pivot's row (None for a photo stack)."""
+    if args.photo:
+        return parse_levels(args.targets or PHOTO_TARGETS, "targets"), None
+    return [args.pivot, *parse_levels(args.targets or DEFAULT_TARGETS, "targets")], 0
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    out_dir = Path(args.output).resolve()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.servers and args.photo:
-        print("--servers shares out a grounded sweep (a pivot batch); --photo runs here: leave one of them out.", file=sys.stderr)
-        return 2
-    if args.servers:  # the servers run the graph: no ComfyUI in this process
-        import shard_sweep
+    state = {}
+    try:
+        return _main(argv, state)
+    except KeyboardInterrupt:  # before the prompt ran, or a second Ctrl-C
+        out_dir = state.get("out")
+        print("\n" + (stopped_message(out_dir, state["made"]) if out_dir is not None else "Stopped. Nothing was written."),
+              file=sys.stderr)
+        return 130
 
+
+def _main(argv, state) -> int:
+    import shard_sweep
+
+    args = sweep_args.parse(argv, shard_sweep.pack_module)  # exits 2 with one line on a mistake
+    out_dir = sweep_files.run_folder(args.output)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.servers:  # the servers run the graph: no ComfyUI in this process
+        args.output = str(out_dir)
         return shard_sweep.main(args, lambda node_classes: remote_prompt(args, node_classes))
     import torch
 
-    inprocess.boot(cpu=args.check or args.cpu or not torch.cuda.is_available())
+    root = inprocess.boot(cpu=args.check or args.cpu or not torch.cuda.is_available())
     # ComfyUI logs its optional nodes' import failures (audio without torchaudio) as warnings
     # with tracebacks; they do not concern a blur sweep.
     logging.getLogger().setLevel(logging.ERROR)
@@ -187,14 +270,14 @@ def main(argv=None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
     import folder_paths
 
+    models_dir = use_model_folders(args, folder_paths, root)
     if args.photo:
-        args.unet = args.kontext
+        args.unet = args.kontext or KONTEXT_UNET
         args.adapter = args.adapter or PHOTO_ADAPTER
-        problem = use_photo(args.photo, folder_paths)
-        if problem:
-            print(problem, file=sys.stderr)
-            return 2
-    args.adapter = args.adapter or ADAPTER
+        # The photo's folder becomes ComfyUI's input folder for this run (LoadImage reads it by name).
+        folder_paths.set_input_directory(str(Path(args.photo).expanduser().parent.resolve()))
+    for dest, default in (("unet", FLUX_UNET), ("t5", T5), ("clip_l", CLIP_L), ("vae", AE), ("adapter", ADAPTER)):
+        setattr(args, dest, getattr(args, dest) or default)
     workflow = workflow_api.load(PHOTO_WORKFLOW if args.photo else CKPT_WORKFLOW if args.checkpoint else WORKFLOW)
     prompt = workflow_api.ui_to_api(workflow)
     configure(prompt, args)
@@ -219,35 +302,42 @@ def main(argv=None) -> int:
         print(f"--check: running the {'photo-stack' if args.photo else 'grounded-sweep'} graph on TINY RANDOM models. The images are noise; "
               "this only proves that ComfyUI, the pack and the graph work on this machine.", flush=True)
     else:
-        missing = resolve_models(prompt, args, folder_paths)
+        missing = resolve_models(prompt, args, folder_paths, models_dir)
         if missing:
             print("Missing model files:\n" + "\n".join(missing), file=sys.stderr)
             print("\nPut them in the folders above (or pass paths: --unet, --t5, --clip-l, --vae, --checkpoint, "
-                  "--adapter), or try the installation with --check.", file=sys.stderr)
+                  "--adapter, or a folder: --models), or try the installation with --check.", file=sys.stderr)
             return 2
 
+    state["made"] = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    state["out"] = out_dir
     folder_paths.set_output_directory(str(out_dir))
     for k in workflow_api.find(prompt, "SaveImage"):
         prefix = prompt[k]["inputs"]["filename_prefix"]
         prompt[k]["inputs"]["filename_prefix"] = prefix.split("/")[-1]
     os.environ.pop("TQDM_DISABLE", None)
     start = time.time()
-    result = inprocess.run_prompt(prompt)
+    with _CtrlC():
+        result = inprocess.run_prompt(prompt)
+    stop = next((data for event, data in result.messages if event == "execution_interrupted"), None)
+    if stop is not None:
+        print("\n" + stopped_message(out_dir, state["made"], f" during {stop.get('node_type')} (node {stop.get('node_id')})"), file=sys.stderr)
+        return 130
     if not result.ok:
-        err = result.errors
-        print(f"ComfyUI stopped: {err.get('exception_type', '')}: {err.get('exception_message') or err}", file=sys.stderr)
+        print(failure_message(result.errors), file=sys.stderr)
         return 1
     (meter,) = workflow_api.find(prompt, "BokehBlurMeter")
-    report = result.outputs[meter][0][0]
-    (out_dir / "blur_meter.txt").write_text(report + "\n")
+    report = result.outputs[meter][0][0] + ("\n\n" + sweep_files.CHECK_NOTE if args.check else "")
     import numpy as np
     from PIL import Image
 
-    plot = result.outputs[meter][2][0][0]
-    Image.fromarray((plot.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)).save(out_dir / "blur_plot.png")
-    files = sorted(p.name for p in out_dir.glob("*.png"))
-    print(f"\nDone in {time.time() - start:.1f} s. Wrote to {out_dir}:\n  " + "\n  ".join(files + ["blur_meter.txt"]))
+    plot = (result.outputs[meter][2][0][0].clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(sweep_files.stamp_check(plot) if args.check else plot).save(out_dir / sweep_files.PLOT)
+    (out_dir / sweep_files.REPORT).write_text(report + "\n")
+    ks, pivot_row = local_ks(args, inprocess.pack_module("sweep.levels").parse_levels)
+    files = sweep_files.name_by_k(out_dir, prompt, ks, pivot_row) + [sweep_files.PLOT, sweep_files.REPORT]
+    print(f"\nDone in {time.time() - start:.1f} s. Wrote to {out_dir}:\n  " + "\n  ".join(files))
     print("\n" + report)
     return 0
 

@@ -8,12 +8,21 @@ import numpy as np
 import torch
 
 
+def auto_columns(count: int, h: int, w: int) -> int:
+    """Columns for ``count`` cells of h x w: near a square sheet (sqrt(count * h / w)), one more or
+    one fewer when that leaves fewer empty cells in the last row (7 cells: 4 + 3, not 3 + 3 + 1);
+    on a tie, the wider sheet (screens are wide)."""
+    ideal = min(count, max(1, math.ceil(math.sqrt(count * h / w))))
+    options = range(max(1, ideal - 1), min(count, ideal + 1) + 1)
+    return min(options, key=lambda c: (math.ceil(count / c) * c - count, abs(c - ideal), -c))
+
+
 def contact_sheet(images: torch.Tensor, labels: list[str], columns: int = 0, strip: int = 0) -> torch.Tensor:
     """images: (B, H, W, 3) -> (1, rows*(H+strip), cols*W, 3), each label drawn under its cell."""
     from PIL import Image, ImageDraw, ImageFont  # Pillow comes with ComfyUI
 
     b, h, w, c = images.shape
-    cols = columns if columns > 0 else min(b, max(1, math.ceil(math.sqrt(b * h / w))))
+    cols = columns if columns > 0 else auto_columns(b, h, w)
     rows = math.ceil(b / cols)
     strip = strip or max(14, h // 12)
     try:

@@ -33,9 +33,19 @@ def _ticks(low: float, high: float, count: int = 6) -> list[float]:
     return [start + i * step for i in range(int(math.ceil((high - start) / step)) + 1)]
 
 
-def sweep_plot(ks: list[float], sharpness: list[float], pivot: int | None, title: str, subtitle: str) -> torch.Tensor:
-    """ks, sharpness: one value per image; pivot: index of the pivot image (or None).
-    Returns (1, HEIGHT, WIDTH, 3) floats in 0..1."""
+def _label(value: float, step: float) -> str:
+    """A tick label with as many decimals as the tick step needs (0.0025 -> 4), so neighbouring
+    ticks never read the same."""
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 0
+    decimals += 1 if step > 0 and round(step / 10 ** math.floor(math.log10(step)), 6) == 2.5 else 0
+    return f"{value:.{decimals}f}"
+
+
+def sweep_plot(ks: list[float], sharpness: list[float], pivot: int | None, title: str, subtitle: str,
+               min_span: float = 0.0) -> torch.Tensor:
+    """ks, sharpness: one value per image; pivot: index of the pivot image (or None). The y-axis
+    spans at least ``min_span`` (the meter's noise level x 5), so differences within measurement
+    noise show as the small wiggles they are. Returns (1, HEIGHT, WIDTH, 3) floats in 0..1."""
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (WIDTH, HEIGHT), BACK)
@@ -43,7 +53,11 @@ def sweep_plot(ks: list[float], sharpness: list[float], pivot: int | None, title
     x0, x1 = MARGIN["left"], WIDTH - MARGIN["right"]
     y0, y1 = MARGIN["top"], HEIGHT - MARGIN["bottom"]
     kx = _ticks(min(ks), max(ks)) if ks else [0.0]
-    sy = _ticks(min(sharpness), max(sharpness)) if sharpness else [0.0]
+    low, high = (min(sharpness), max(sharpness)) if sharpness else (0.0, 0.0)
+    if high - low < min_span:
+        middle = (low + high) / 2
+        low, high = middle - min_span / 2, middle + min_span / 2
+    sy = _ticks(low, high) if sharpness else [0.0]
     klo, khi = kx[0], max(kx[-1], kx[0] + 1e-6)
     slo, shi = sy[0], max(sy[-1], sy[0] + 1e-6)
 
@@ -58,7 +72,7 @@ def sweep_plot(ks: list[float], sharpness: list[float], pivot: int | None, title
     for s in sy:
         _, y = px(klo, s)
         draw.line([(x0, y), (x1, y)], fill=GRID)
-        draw.text((x0 - 8, y), f"{s:.3g}", fill=TEXT, font=small, anchor="rm")
+        draw.text((x0 - 8, y), _label(s, sy[1] - sy[0] if len(sy) > 1 else 0.0), fill=TEXT, font=small, anchor="rm")
     draw.rectangle([x0, y0, x1, y1], outline=AXES)
     draw.text(((x0 + x1) / 2, HEIGHT - 20), "blur level K", fill=TEXT, font=small, anchor="mm")
     draw.text((x0, y0 - 4), "sharpness (higher = sharper)", fill=AXES, font=small, anchor="ld")

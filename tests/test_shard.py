@@ -41,15 +41,25 @@ TARGETS = "0, 6, 12, 20, 28"  # 5 targets: shards of 3 and 2 on two servers
 ARGV = ["--check", "--steps", "2", "--grounding-steps", "1", "--width", "64", "--height", "64", "--seed", "7",
         "--targets", TARGETS]
 ROWS = 6
+NAMES = ["sweep_00_k15_pivot.png", "sweep_01_k0.png", "sweep_02_k6.png", "sweep_03_k12.png", "sweep_04_k20.png", "sweep_05_k28.png"]
 MISMATCH = "bokeh_shard_mismatch.safetensors"  # a different random adapter on a and on b
 ONLY_ON_A = "bokeh_shard_only_on_a.safetensors"
+
+
+def tiny_server_folder(base):
+    """A server folder as the README tells a user to make one: tools/tiny_server.py, run as a command."""
+    proc = subprocess.run([sys.executable, str(harness.REPO / "tools" / "tiny_server.py"), str(base)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"--base-directory {base}" in proc.stdout and "bokeh_sweep.py --check --servers" in proc.stdout
+    return base
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     root = tmp_path_factory.mktemp("shard_servers")
-    bases = [harness.server_base(root / "a", adapters={ADAPTER: 41, MISMATCH: 101, ONLY_ON_A: 41}),
-             harness.server_base(root / "b", adapters={ADAPTER: 41, MISMATCH: 102}),
+    bases = [harness.add_adapters(tiny_server_folder(root / "a"), {MISMATCH: 101, ONLY_ON_A: 41}),
+             harness.add_adapters(tiny_server_folder(root / "b"), {MISMATCH: 102}),
              harness.server_base(root / "c", pack=False)]
     with harness.comfy_servers(bases) as procs:
         yield dict(zip("abc", procs))
@@ -141,7 +151,24 @@ def test_server_answers_are_checked():
 
 
 def test_photo_is_not_shared_out(tmp_path):
-    assert bokeh_sweep.main(["--photo", str(tmp_path / "me.jpg"), "--servers", "http://127.0.0.1:1"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        bokeh_sweep.main(["--photo", str(tmp_path / "me.jpg"), "--servers", "http://127.0.0.1:1"])
+    assert stop.value.code == 2
+
+
+def test_servers_that_lack_model_files_name_each_file_and_exit_2(servers, tmp_path):
+    """Every server lacks the adapter named: each file per server, where it goes there and where it
+    comes from, in whole words; exit 2 as a local run with missing files."""
+    a, b = servers["a"].url, servers["b"].url
+    proc = subprocess.run([sys.executable, str(RUNNER), *ARGV, "--adapter", "no_such_adapter.safetensors", "--servers", f"{a},{b}",
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "..." not in proc.stderr and "Start the servers" not in proc.stderr
+    for url in (a, b):
+        assert (f"  {url}: missing model files:\n    no_such_adapter.safetensors\n        goes in: models/bokeh_diffusion on "
+                "that server") in proc.stderr
+    assert proc.stderr.count("        get it: the Bokeh Diffusion adapter from the authors") == 2
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_server_for_the_work_fails_clearly(servers, tmp_path):
@@ -163,8 +190,9 @@ def test_differing_pivots_are_reported_not_mixed(servers, tmp_path):
 
 
 def test_the_runner_reports_servers_without_the_pack_down_or_without_a_model(servers, single, tmp_path):
-    """The user's command: c has no pack, one URL has no server, b lacks the adapter file; a renders
-    b's shard too, and the sweep is the single batch's (the adapter on a has the default one's weights)."""
+    """The user's command: c has no pack, one URL has no server, b lacks the adapter file (seen in
+    its node list, before any run); a renders the whole sweep, the single batch's (the adapter on a
+    has the default one's weights)."""
     bare, down, a, b = servers["c"].url, closed_port_url(), servers["a"].url, servers["b"].url
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, str(RUNNER), *ARGV, "--adapter", ONLY_ON_A, "--servers", f"{bare},{down},{b},{a}",
@@ -173,11 +201,15 @@ def test_the_runner_reports_servers_without_the_pack_down_or_without_a_model(ser
     assert "Traceback" not in proc.stderr
     assert f"{bare}: the Bokeh Diffusion pack is not installed there" in proc.stderr
     assert f"{down}: GET /object_info failed" in proc.stderr
-    assert f"{b}: refused the graph" in proc.stderr and ONLY_ON_A in proc.stderr
-    assert f"Rendered: shard 1 (K 0, 6, 12) on {a}; shard 2 (K 20, 28) on {a}" in proc.stdout
-    assert proc.stderr.count("sweep on 2 servers") >= 1 and "100%" in proc.stderr  # one progress bar
+    assert f"{b}: lacks the model file {ONLY_ON_A} (in models/bokeh_diffusion). Left out." in proc.stderr
+    assert "5 targets in 1 shard on 1 server: shard 1 (K 0, 6, 12, 20, 28)" in proc.stderr
+    assert f"Rendered: shard 1 (K 0, 6, 12, 20, 28) on {a}" in proc.stdout
+    assert proc.stderr.count("sweep on 1 server") >= 1 and "100%" in proc.stderr  # one progress bar
     files = sweep_files(out)
-    assert len(files) == ROWS and (out / "sheet_00001_.png").exists() and (out / "blur_meter.txt").exists()
+    assert [f.name for f in files] == NAMES and (out / "sheet.png").exists() and (out / "blur_meter.txt").exists()
+    assert f"Wrote to {out}:\n  " + "\n  ".join(NAMES + ["sheet.png", "blur_plot.png", "blur_meter.txt"]) in proc.stdout
+    # --check's images are noise: the last line says the verdict means nothing.
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("--check: these images are noise")
     assert_same_images(np.stack([pixels(f) for f in files]), single[0].images, "runner vs single batch")
 
 
@@ -204,10 +236,10 @@ def test_sharded_sweep_equals_the_single_server_batch(servers, single, tmp_path)
     assert_same_images(two.images, one.images, "sharded vs single batch")
     # The written files: every row once (the pivot first), the single batch's pixels within rounding.
     files = sweep_files(tmp_path)
-    assert [f.name for f in files] == [f"sweep_{i:05}_.png" for i in range(1, ROWS + 1)]
+    assert [f.name for f in files] == NAMES
     for mine, theirs in zip(files, sweep_files(one_out)):
         assert_same_images(pixels(mine), pixels(theirs), mine.name)
-    assert_same_images(pixels(tmp_path / "sheet_00001_.png"), pixels(one_out / "sheet_00001_.png"), "contact sheet")
+    assert_same_images(pixels(tmp_path / "sheet.png"), pixels(one_out / "sheet.png"), "contact sheet")
     report = (tmp_path / "blur_meter.txt").read_text()
     assert report.count("| K ") == ROWS and "K 15 (pivot)" in report and "corr(K, blur)" in report
     # The meter reads the 8-bit images: a value one step off moves a sharpness in its 4th digit.

@@ -118,6 +118,18 @@ class RemoteNodeDef:
     def INPUT_TYPES(self):  # noqa: N802 (the host's name)
         return self._types
 
+    def options(self, name: str) -> list | None:
+        """The choices offered for a list input (a loader's file names), or None when ``name`` is
+        not a list input: ["a", "b"] (older hosts) or "COMBO" with options (V3 schema)."""
+        spec = self._types["required"].get(name) or self._types["optional"].get(name)
+        if not spec:
+            return None
+        if isinstance(spec[0], list):
+            return spec[0]
+        if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1].get("options"), list):
+            return spec[1]["options"]
+        return None
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageRef:

@@ -124,15 +124,21 @@ def server_base(base, pack: bool = True, adapters: dict | None = None) -> Path:
     """A base directory for a real test server: custom_nodes with this pack and the test-only
     tiny nodes (unless ``pack`` is false: a bare ComfyUI), and tiny random adapters
     ({file name: seed}) in models/bokeh_diffusion."""
-    from safetensors.torch import save_file
-
     base = Path(base)
     (base / "custom_nodes").mkdir(parents=True)
     if pack:
         (base / "custom_nodes" / PACK_DIR_NAME).symlink_to(REPO, target_is_directory=True)
         install_test_nodes(base)
+    return add_adapters(base, adapters or {})
+
+
+def add_adapters(base, adapters: dict) -> Path:
+    """Tiny random adapters ({file name: seed}) in ``base``/models/bokeh_diffusion."""
+    from safetensors.torch import save_file
+
+    base = Path(base)
     blocks = range(TINY["depth"] + TINY["depth_single_blocks"])
-    for name, seed in (adapters or {}).items():
+    for name, seed in adapters.items():
         sd = random_adapter_sd(TINY["hidden_size"], blocks, seed=seed)
         (base / "models" / "bokeh_diffusion").mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in sd.items()}, str(base / "models" / "bokeh_diffusion" / name))

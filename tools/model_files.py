@@ -19,6 +19,27 @@ WHERE_TO_GET = {  # model folder -> where its file comes from
     "bokeh_diffusion": "the Bokeh Diffusion adapter from the authors (github.com/atfortes/BokehDiffusion: model.safetensors of the FLUX release; NTU S-Lab licence, non-commercial), renamed; for photos the BokehDepth photo adapter (huggingface.co/fogradio/BokehDepth, weights/bokeh_lora.bin; licence not stated, treat as non-commercial)",
 }
 
+SOURCES = {  # file name -> where that file comes from (one hint per file, its own source)
+    FLUX_UNET: "FLUX.1-dev from Black Forest Labs: huggingface.co/black-forest-labs/FLUX.1-dev, flux1-dev.safetensors (gated: accept its licence)",
+    KONTEXT_UNET: "FLUX.1 Kontext [dev] from Black Forest Labs: huggingface.co/black-forest-labs/FLUX.1-Kontext-dev, "
+                  "flux1-kontext-dev.safetensors (gated, non-commercial licence)",
+    T5: "ComfyUI's FLUX text encoders: huggingface.co/comfyanonymous/flux_text_encoders, t5xxl_fp16.safetensors",
+    CLIP_L: "ComfyUI's FLUX text encoders: huggingface.co/comfyanonymous/flux_text_encoders, clip_l.safetensors",
+    AE: "the FLUX.1-dev repository: huggingface.co/black-forest-labs/FLUX.1-dev, ae.safetensors",
+    FLUX_CKPT: "a single-file FLUX.1-dev checkpoint: huggingface.co/Comfy-Org/flux1-dev, flux1-dev-fp8.safetensors",
+    ADAPTER: "the Bokeh Diffusion adapter from the authors: github.com/atfortes/BokehDiffusion, model.safetensors of the "
+             "FLUX release, renamed (NTU S-Lab licence, non-commercial)",
+    PHOTO_ADAPTER: "the BokehDepth photo adapter: huggingface.co/fogradio/BokehDepth, weights/bokeh_lora.bin (licence not "
+                   "stated, treat as non-commercial)",
+}
+
+
+def where_to_get(name: str, folder: str) -> str:
+    """Where the file ``name`` (in model folder ``folder``) comes from: its own source when it is
+    one of the files above, else what that folder holds."""
+    return SOURCES.get(name) or WHERE_TO_GET[folder]
+
+
 # What the frontend offers to download when a workflow's loader lacks its file
 # (node properties "models": name, url, directory). Only direct file URLs on huggingface.co get a
 # Download button; the adapter's row points to the authors' release page (non-commercial

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import comfy_client
 import numpy as np
+import sweep_files
 import workflow_api
 from comfy_client import ComfyServer, ServerError
 
@@ -50,11 +51,25 @@ class SweepError(Exception):
 
 
 class NoServerLeft(SweepError):
-    """Every server is down, unfit or failed, and work is left."""
+    """Every server is down, unfit or failed, and work is left. ``exit_code`` 2 when every
+    server lacks model files (the user's to add, as a local run's missing files), else 1."""
+
+    exit_code = 1
 
 
-class PivotMismatch(SweepError):
-    """The shards' pivots differ: their servers do not run the same models or versions."""
+class MissingModels(SweepError):
+    """A server lacks model files the sweep names: [(file name, model folder)]."""
+
+    def __init__(self, missing: list):
+        self.missing = missing
+        super().__init__("; ".join(f"{name} (in models/{folder})" for name, folder in missing))
+
+    def lines(self, url: str) -> str:
+        from model_files import where_to_get
+
+        return "\n".join(f"    {name}\n        goes in: models/{folder} on that server (or a folder of its "
+                         f"extra_model_paths.yaml), then restart it or refresh its model lists\n"
+                         f"        get it: {where_to_get(name, folder)}" for name, folder in self.missing)
 
 
 def pack_module(name: str):
@@ -176,7 +191,7 @@ async def _probe(servers: list[ComfyServer], build_prompt, stall: float):
     definitions), and why each other server cannot. A node list is a few MB at most and comes at
     once, so a server gets ``stall`` seconds but at most a minute for it."""
     answers = await asyncio.gather(*(s.node_defs(min(stall, 60.0)) for s in servers), return_exceptions=True)
-    fit, faults, graph = [], {}, None
+    fit, faults, graph, missing = [], {}, None, {}
     for server, defs in zip(servers, answers):
         if isinstance(defs, ServerError):
             faults[server.url] = defs.reason
@@ -192,6 +207,10 @@ async def _probe(servers: list[ComfyServer], build_prompt, stall: float):
         except workflow_api.WorkflowError as e:
             faults[server.url] = f"cannot build the sweep graph from its nodes: {e}"
             continue
+        except MissingModels as e:
+            faults[server.url] = f"lacks the model file{'s' if len(e.missing) > 1 else ''} {e}"
+            missing[server.url] = e
+            continue
         missing = sorted({n["class_type"] for n in prompt.values()} - defs.keys())
         if missing:
             test_only = " (the test-only tiny nodes that --check needs)" if any(m.startswith("BokehTest") for m in missing) else ""
@@ -199,9 +218,10 @@ async def _probe(servers: list[ComfyServer], build_prompt, stall: float):
             continue
         graph = graph or SweepGraph.of(prompt)
         fit.append(server)
-    for url, reason in faults.items():
-        log.warning("%s: %s. Left out.", url, reason)
-    return graph, fit, faults
+    if fit:
+        for url, reason in faults.items():
+            log.warning("%s: %s. Left out.", url, reason)
+    return graph, fit, faults, missing
 
 
 async def _render(servers, graph: SweepGraph, shards: list[Shard], faults: dict, on_event, bar, done: dict, stall: float) -> dict:
@@ -256,7 +276,7 @@ async def _render(servers, graph: SweepGraph, shards: list[Shard], faults: dict,
                     changed.notify_all()
                 return
             done[shard.index] = (server.url, prompt, images)
-            progress[shard.index] = graph.steps
+            progress[shard.index] = graph.steps + 1
             show()
             event("done", server.url, shard)
             async with changed:
@@ -273,8 +293,12 @@ async def _render(servers, graph: SweepGraph, shards: list[Shard], faults: dict,
     if pending:
         lines = "\n".join(f"  {url}: {why}" for url, why in faults.items())
         raise NoServerLeft(f"no server can take the work: {len(pending)} of {len(shards)} shards are not rendered.\n{lines}\n"
-                           "Start the servers (ComfyUI with this pack and the same models on each) and run again.")
+                           "See the reason for each server above (each needs this pack and the same models), and run again.")
     return done
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _pivot_diffs(done: dict) -> dict:
@@ -322,16 +346,21 @@ async def _sweep(urls, build_prompt, on_event, progress, state: _Progress, stall
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as session:
         servers = [ComfyServer(u, session) for u in urls]
-        graph, fit, faults = await _probe(servers, build_prompt, stall)
+        graph, fit, faults, missing = await _probe(servers, build_prompt, stall)
         if not fit:
-            lines = "\n".join(f"  {url}: {why}" for url, why in faults.items())
-            raise NoServerLeft(f"no server can take the work:\n{lines}")
+            lines = "\n".join(f"  {url}: " + (f"missing model files:\n{missing[url].lines(url)}" if url in missing else why)
+                              for url, why in faults.items())
+            error = NoServerLeft(f"no server can take the work:\n{lines}")
+            error.exit_code = 2 if missing.keys() == faults.keys() else 1
+            raise error
         most = pack_module("sweep.levels").MAX_TARGETS
         shards = [Shard(i, levels) for i, levels in enumerate(split(graph.levels, len(fit), most))]
         state.graph, state.shards = graph, shards
-        log.info("%d targets in %d shards on %d servers: %s", len(graph.levels), len(shards), len(fit),
-                 "; ".join(str(s) for s in shards))
-        with tqdm(total=len(shards) * graph.steps, desc=f"sweep on {len(fit)} server{'s' if len(fit) > 1 else ''}", unit="step",
+        log.info("%s in %s on %s: %s", _count(len(graph.levels), "target"), _count(len(shards), "shard"),
+                 _count(len(fit), "server"), "; ".join(str(s) for s in shards))
+        # One step more per shard than the sampler's: its images fetched, so the bar is full only when
+        # every shard is in.
+        with tqdm(total=len(shards) * (graph.steps + 1), desc=f"sweep on {len(fit)} server{'s' if len(fit) > 1 else ''}", unit="step",
                   disable=not progress, file=sys.stderr) as bar:
             done = await _render(fit, graph, shards, faults, on_event, bar, state.done, stall)
         pivot_diff = await _pivot_check(done, {s.url: s for s in servers})
@@ -363,7 +392,7 @@ def write_partial(out_dir: Path, state: _Progress) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for n, (k, role, image) in enumerate(rows):
-        names.append(f"partial_{n:02}_k{k:g}{'_' + role if role else ''}.png")
+        names.append(sweep_files.image_name("partial", n, k, role == "pivot"))
         Image.fromarray(image).save(out_dir / names[-1])
     note = (f"A PARTIAL sweep: it was stopped before every shard was rendered.\nRendered: K {', '.join(f'{k:g}' for k, _, _ in rows[1:])} "
             f"and the pivot (K {state.graph.pivot_k:g}).\nNot rendered: K {', '.join(f'{k:g}' for k in missing) or '-'}.\n")
@@ -377,16 +406,11 @@ def _uint8(image) -> np.ndarray:
     return (image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def _next_counter(folder: Path, prefix: str) -> int:
-    """SaveImage's numbering: one past the highest <prefix>_<NNNNN>_ in the folder."""
-    pattern = re.compile(re.escape(prefix) + r"_(\d+)_")
-    return 1 + max((int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))), default=0)
-
-
-def write_outputs(out_dir: Path, graph: SweepGraph, result: SweepResult, prompts: list[dict]) -> None:
-    """What a local run writes, for the whole sweep: <sweep>_NNNNN_.png per row (the pivot
-    first; each with the graph that rendered it as its "prompt" text), <sheet>_NNNNN_.png, blur_meter.txt,
-    blur_plot.png. The sheet and the meter work on the 8-bit images (a local run: on the floats)."""
+def write_outputs(out_dir: Path, graph: SweepGraph, result: SweepResult, prompts: list[dict], note: str = "") -> None:
+    """What a local run writes, for the whole sweep: <sweep>_NN_k<K>[_pivot].png per row (the
+    pivot first; each with the graph that rendered it as its "prompt" text), <sheet>.png,
+    blur_meter.txt (``note`` last), blur_plot.png. The sheet and the meter work on the 8-bit
+    images (a local run: on the floats)."""
     import torch
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
@@ -394,27 +418,28 @@ def write_outputs(out_dir: Path, graph: SweepGraph, result: SweepResult, prompts
     labels = pack_module("sweep.levels").Sweep(tuple(result.ks), 0).labels(len(result.ks))
     images = torch.from_numpy(result.images).float() / 255.0
     meter = pack_module("sweep.blur_meter").measure_sweep(images, result.ks)
-    result.report = meter.report(labels, result.ks)
+    result.report = meter.report(labels, result.ks) + (f"\n\n{note}" if note else "")
     sheet = pack_module("sweep.contact_sheet").contact_sheet(images, labels, graph.columns)[0]
-    plot = pack_module("sweep.plot").sweep_plot(result.ks, meter.sharpness, 0, f"Blur vs K: {meter.trend_text()}", meter.correlations())[0]
+    plot = pack_module("sweep.plot").sweep_plot(result.ks, meter.sharpness, 0, f"Blur vs K: {meter.trend_text()}", meter.correlations(),
+                                                min_span=5 * pack_module("sweep.blur_meter").NOISE)[0]
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    counter = _next_counter(out_dir, graph.prefixes["sweep"])
-    for i, (image, prompt) in enumerate(zip(result.images, prompts)):
+    for i, (image, prompt, k) in enumerate(zip(result.images, prompts, result.ks)):
         info = PngInfo()
         info.add_text("prompt", json.dumps(prompt))
-        name = f"{graph.prefixes['sweep']}_{counter + i:05}_.png"
+        name = sweep_files.image_name(graph.prefixes["sweep"], i, k, i == 0)
         Image.fromarray(image).save(out_dir / name, pnginfo=info)
         result.files.append(name)
-    name = f"{graph.prefixes['sheet']}_{_next_counter(out_dir, graph.prefixes['sheet']):05}_.png"
+    name = f"{graph.prefixes['sheet']}.png"
     Image.fromarray(_uint8(sheet)).save(out_dir / name)
-    Image.fromarray(_uint8(plot)).save(out_dir / "blur_plot.png")
-    (out_dir / "blur_meter.txt").write_text(result.report + "\n")
-    result.files += [name, "blur_plot.png", "blur_meter.txt"]
+    plot = _uint8(plot)
+    Image.fromarray(sweep_files.stamp_check(plot) if note else plot).save(out_dir / sweep_files.PLOT)
+    (out_dir / sweep_files.REPORT).write_text(result.report + "\n")
+    result.files += [name, sweep_files.PLOT, sweep_files.REPORT]
 
 
 def sweep(urls: list[str], build_prompt, out_dir, on_event=None, progress: bool = True,
-          stall: float = comfy_client.STALL) -> SweepResult:
+          stall: float = comfy_client.STALL, note: str = "") -> SweepResult:
     """Render the sweep ``build_prompt(node definitions)`` makes over the servers at ``urls`` and
     write it to ``out_dir``. ``on_event(kind, url, shard)`` hears "submitted", "started", "done"
     and "failed" as they happen. A server whose run shows no progress for ``stall`` seconds
@@ -426,14 +451,14 @@ def sweep(urls: list[str], build_prompt, out_dir, on_event=None, progress: bool 
         graph, result, prompts = asyncio.run(_sweep(urls, build_prompt, on_event, progress, state, stall))
     except KeyboardInterrupt:  # asyncio.run cancelled the runs: each took its prompt off its server
         raise Stopped(write_partial(Path(out_dir), state)) from None
-    write_outputs(Path(out_dir), graph, result, prompts)
+    write_outputs(Path(out_dir), graph, result, prompts, note)
     result.seconds = time.monotonic() - start
     return result
 
 
 def main(args, build_prompt) -> int:
     """scripts/bokeh_sweep.py --servers: 0 when the sweep is written, 1 when it cannot be made,
-    2 for a --servers list that is not one."""
+    2 for a --servers list that is not one or when every server lacks model files, 130 on Ctrl-C."""
     try:
         urls = comfy_client.parse_servers(args.servers)
     except ValueError as e:
@@ -444,10 +469,11 @@ def main(args, build_prompt) -> int:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with logging_redirect_tqdm():
-            result = sweep(urls, build_prompt, out_dir, stall=args.stall_timeout)
+            result = sweep(urls, build_prompt, out_dir, stall=args.stall_timeout,
+                           note=sweep_files.CHECK_NOTE if args.check else "")
     except SweepError as e:
         print(f"The sweep failed: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_code", 1)
     except Stopped as e:
         print(f"Stopped. The shards queued or running on the servers were taken off them. {e}", file=sys.stderr)
         return 130
