@@ -61,6 +61,7 @@ def scatter(image: torch.Tensor, radius: torch.Tensor, progress=None) -> tuple[t
     src = torch.cat((image, torch.ones_like(d)), dim=1)
     acc = image.new_zeros((b, c + 1, h + 2 * big, w + 2 * big))
     trunc = torch.trunc(d.detach())  # C int(): toward zero
+    r_fixed = r.detach()
     dil = torch.full((b, 1, h + 2 * big, w + 2 * big), -math.inf, dtype=image.dtype, device=image.device)
     for dy in range(-big, big + 1):
         for dx in range(-big, big + 1):
@@ -69,7 +70,7 @@ def scatter(image: torch.Tensor, radius: torch.Tensor, progress=None) -> tuple[t
             weight = torch.where(active, (0.5 + 0.5 * torch.tanh(4.0 * (r - dist))) / denom, 0.0)
             ys, xs = big + dy, big + dx
             acc[:, :, ys : ys + h, xs : xs + w] += weight * src
-            covered = active & (r.detach() >= dist)
+            covered = r_fixed >= dist  # implies active: n = floor(r) + 1 > r >= dist >= max(|dy|, |dx|)
             view = dil[:, :, ys : ys + h, xs : xs + w]
             view.copy_(torch.maximum(view, torch.where(covered, trunc, -math.inf)))
         if progress is not None:
