@@ -78,8 +78,8 @@ def focus_disparity(disp: torch.Tensor, depth: torch.Tensor, valid: torch.Tensor
     Returns (disp after the override, disp_focus (0-d tensor), flat: bool)."""
     if flat_focus not in (AUTHORS, IMAGE):
         raise BokehInputError(f"flat_focus is {flat_focus!r}; expected {AUTHORS!r} or {IMAGE!r}.")
-    fg = valid if mask is None else (mask > MASK_THRESHOLD) & valid
-    if mask is None or not bool(fg.any()):
+    fg = (mask > MASK_THRESHOLD) & valid if mask is not None else None
+    if fg is None or not bool(fg.any()):  # no foreground: focus on the median disparity
         return disp, median(disp), False
     d96 = percentile(depth[fg], FOCUS_PERCENTILE)
     near = (depth <= d96) & fg
