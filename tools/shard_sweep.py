@@ -64,12 +64,16 @@ class MissingModels(SweepError):
         self.missing = missing
         super().__init__("; ".join(f"{name} (in models/{folder})" for name, folder in missing))
 
-    def lines(self, url: str) -> str:
+    def lines(self) -> str:
         from model_files import where_to_get
 
         return "\n".join(f"    {name}\n        goes in: models/{folder} on that server (or a folder of its "
                          f"extra_model_paths.yaml), then restart it or refresh its model lists\n"
                          f"        get it: {where_to_get(name, folder)}" for name, folder in self.missing)
+
+
+class PivotMismatch(SweepError):
+    """The shards' pivots differ: their servers do not run the same models or versions."""
 
 
 def pack_module(name: str):
@@ -348,7 +352,7 @@ async def _sweep(urls, build_prompt, on_event, progress, state: _Progress, stall
         servers = [ComfyServer(u, session) for u in urls]
         graph, fit, faults, missing = await _probe(servers, build_prompt, stall)
         if not fit:
-            lines = "\n".join(f"  {url}: " + (f"missing model files:\n{missing[url].lines(url)}" if url in missing else why)
+            lines = "\n".join(f"  {url}: " + (f"missing model files:\n{missing[url].lines()}" if url in missing else why)
                               for url, why in faults.items())
             error = NoServerLeft(f"no server can take the work:\n{lines}")
             error.exit_code = 2 if missing.keys() == faults.keys() else 1
