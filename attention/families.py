@@ -79,3 +79,18 @@ def model_family(model) -> str:
     if isinstance(dm, flux_model.Flux) or (chroma is not None and isinstance(dm, chroma)):
         raise BokehModelError(f"The Bokeh adapter runs on FLUX.1 models; this is a FLUX-derived family it was not made for: {name}. {LOAD_FLUX1}")
     raise BokehModelError(f"The Bokeh adapter works on FLUX.1 models; this model is {name}. {LOAD_FLUX1}")
+
+
+def host_block_map(dims, n_double: int, n_single: int, name: str = "adapter") -> dict[tuple[str, int], int]:
+    """Adapter block i -> host block: 0..D-1 double blocks, D.. single blocks (spec section 2)."""
+    out = {}
+    total = n_double + n_single
+    bad = [i for i in dims.blocks if i >= total]
+    if bad:
+        raise BokehModelError(
+            f"{name} adapts block indices up to {max(bad)}, but the model has {n_double} double + {n_single} "
+            f"single = {total} blocks (FLUX.1 has 19 + 38 = 57)."
+        )
+    for i in dims.blocks:
+        out[("double", i) if i < n_double else ("single", i - n_double)] = i
+    return out

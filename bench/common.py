@@ -32,7 +32,8 @@ def pack():
 
     class P:
         binding = importlib.import_module("bokeh_bench_pack.attention.flux_binding")
-        ckpt = importlib.import_module("bokeh_bench_pack.weights.checkpoint")
+        keys = importlib.import_module("bokeh_bench_pack.weights.keys")
+        families = importlib.import_module("bokeh_bench_pack.attention.families")
         bokeh = importlib.import_module("bokeh_bench_pack.attention.bokeh")
     return P
 
@@ -79,14 +80,14 @@ def adapter_for(name: str, dtype, device):
         for pname in ("to_q_adp", "to_k_adp", "to_k_bokeh", "to_v_bokeh"):
             shapes[f"adapter_modules.{i}.{pname}.down.weight"] = (rank, cfg["hidden_size"] if pname.endswith("_adp") else 768)
             shapes[f"adapter_modules.{i}.{pname}.up.weight"] = (cfg["hidden_size"], rank)
-    dims, _ = P.ckpt.infer_dims(shapes)
+    dims, _ = P.keys.infer_dims(shapes)
     module = P.bokeh.BokehAdapter(dims, device=device, dtype=dtype)
     g = torch.Generator(device=device).manual_seed(1)
     with torch.no_grad():
         for p in module.parameters():
             p.normal_(0, 0.02, generator=g)
     module.requires_grad_(False)
-    block_map = P.ckpt.host_block_map(dims, cfg["depth"], cfg["depth_single_blocks"])
+    block_map = P.families.host_block_map(dims, cfg["depth"], cfg["depth_single_blocks"])
     return module, block_map
 
 

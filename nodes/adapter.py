@@ -5,8 +5,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..attention.errors import BokehModelError
+from ..attention.families import host_block_map
 from ..attention.flux_binding import apply_adapter, compute_dtype, flux_blocks
-from ..weights.checkpoint import host_block_map
 from ..weights.folder import adapter_files, load_named, unlisted_reason
 from .common import ADVANCED, CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale, list_runs, search_aliases, show_on_node
 

@@ -14,6 +14,9 @@ N_BLOCKS = CFG["depth"] + CFG["depth_single_blocks"]
 def mods(pack):
     class M:
         ckpt = harness.pack_module("weights.checkpoint")
+        keys = harness.pack_module("weights.keys")
+        safetensors_file = harness.pack_module("weights.safetensors_file")
+        families = harness.pack_module("attention.families")
         errors = harness.pack_module("attention.errors")
         nodes = harness.pack_module("nodes.adapter")
         binding = harness.pack_module("attention.flux_binding")
@@ -35,14 +38,15 @@ def test_official_layout_header_parsed(mods, tmp_path):
     path = harness.write_header_only(tmp_path / "model.safetensors", official_shapes())
     # the header-only file is (correctly) reported truncated by the reader...
     with pytest.raises(mods.errors.BokehAdapterError, match="truncated"):
-        mods.ckpt.read_header(path)
+        with open(path, "rb") as f:
+            mods.safetensors_file.read_header_from(f, path.stat().st_size, path.name)
     # ...and the layout itself parses with the right dims and block map
-    dims, unused = mods.ckpt.infer_dims(official_shapes(), name="model.safetensors")
+    dims, unused = mods.keys.infer_dims(official_shapes(), name="model.safetensors")
     assert unused == []
     assert (dims.hidden, dims.rank, dims.context, dims.embed_hidden, dims.embed_input) == (3072, 128, 768, 64, 1)
     assert len(dims.blocks) == 57 and dims.has_qk
     assert len(official_shapes()) == 460  # spec section 6
-    block_map = mods.ckpt.host_block_map(dims, 19, 38)
+    block_map = mods.families.host_block_map(dims, 19, 38)
     assert block_map[("double", 0)] == 0 and block_map[("double", 18)] == 18
     assert block_map[("single", 0)] == 19 and block_map[("single", 37)] == 56
     assert len(block_map) == 57
@@ -52,16 +56,16 @@ def test_official_layout_header_parsed(mods, tmp_path):
 
 def test_official_layout_builds_on_meta(mods):
     bokeh = harness.pack_module("attention.bokeh")
-    dims, _ = mods.ckpt.infer_dims(official_shapes())
+    dims, _ = mods.keys.infer_dims(official_shapes())
     module = bokeh.BokehAdapter(dims, device="meta")
     assert set(module.state_dict()) == set(official_shapes())
     assert all(tuple(v.shape) == official_shapes()[k] for k, v in module.state_dict().items())
 
 
 def test_partial_and_no_qk_layouts(mods):
-    dims, _ = mods.ckpt.infer_dims(official_shapes(blocks=[3, 20, 40], qk=False))
+    dims, _ = mods.keys.infer_dims(official_shapes(blocks=[3, 20, 40], qk=False))
     assert sorted(dims.blocks) == [3, 20, 40] and not dims.has_qk
-    assert mods.ckpt.host_block_map(dims, 19, 38) == {("double", 3): 3, ("single", 1): 20, ("single", 21): 40}
+    assert mods.families.host_block_map(dims, 19, 38) == {("double", 3): 3, ("single", 1): 20, ("single", 21): 40}
 
 
 def test_unknown_keys_reported(mods, tmp_path, caplog):

@@ -22,6 +22,7 @@ N_BLOCKS = CFG["depth"] + CFG["depth_single_blocks"]
 def mods(pack):
     class M:
         ckpt = harness.pack_module("weights.checkpoint")
+        torch_zip = harness.pack_module("weights.torch_zip")
         folder = harness.pack_module("weights.folder")
         errors = harness.pack_module("attention.errors")
         adapter = harness.pack_module("nodes.adapter")

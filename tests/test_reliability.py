@@ -118,13 +118,13 @@ def test_an_oversized_zip_directory_is_refused_before_it_is_read(mods, tmp_path,
     fake_checkpoint_zip(path, records)
     with pytest.raises(mods.errors.BokehAdapterError, match=f"zip file of {records} records"):
         mods.ckpt.load_adapter(path)
-    assert not mods.ckpt.is_torch_zip(path)
+    assert not mods.torch_zip.is_torch_zip(path)
 
 
 def test_the_record_count_is_read_right_from_real_checkpoints(mods, tmp_path):
     torch.save(photo_sd(), tmp_path / "real.bin")
     with open(tmp_path / "real.bin", "rb") as f, zipfile.ZipFile(tmp_path / "real.bin") as z:
-        assert mods.ckpt._zip_record_count(f, os.path.getsize(tmp_path / "real.bin")) == len(z.infolist())
+        assert mods.torch_zip._zip_record_count(f, os.path.getsize(tmp_path / "real.bin")) == len(z.infolist())
 
 
 def test_the_listing_checks_each_bin_once_per_file_version(mods, tmp_path):

@@ -11,7 +11,9 @@ import os
 import stat
 
 from ..attention.errors import BokehAdapterError
-from .checkpoint import DOWNLOAD_HINT, TORCH_SUFFIXES, LoadedAdapter, is_torch_zip, load_adapter
+from .checkpoint import LoadedAdapter, load_adapter
+from .hints import DOWNLOAD_HINT
+from .torch_zip import TORCH_SUFFIXES, is_torch_zip
 
 log = logging.getLogger(__name__)
 
