@@ -1,9 +1,9 @@
 """The sweep shared out over real ComfyUI servers (scripts/bokeh_sweep.py --servers).
 
 Three real `main.py --cpu` servers on loopback, started together once for the module and
-stopped by their processes: a and b have this pack, the test-only tiny model nodes
-(tools/tiny_nodes.py, as the browser test installs them) and a tiny random adapter in
-models/bokeh_diffusion; c is a bare ComfyUI without the pack. The runner's --check mode swaps
+stopped by their processes: a and b are folders made as the README tells a user to make them
+(tools/tiny_server.py: this pack, the test-only tiny model nodes of tools/tiny_nodes.py and a tiny
+random adapter in models/bokeh_diffusion), with more adapters added; c is a bare ComfyUI without the pack. The runner's --check mode swaps
 the FLUX loaders for those tiny nodes, so the images are noise, but every image goes through
 the real sampler, the pack's grounding, the server's queue, websocket, /history and /view.
 
