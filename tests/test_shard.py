@@ -145,6 +145,11 @@ def test_server_answers_are_checked():
     for data in (b"<html>", b"\x89PNG\r\n\x1a\n" + b"\0" * 40):
         with pytest.raises(comfy_client.RunFailed, match="not a readable PNG"):
             comfy_client.decode_png(url, data, (64, 64))
+    # A server's long validation text is cut at a word's end, never mid-word.
+    words = " ".join(f"word{i}" for i in range(200))
+    refused = comfy_client.prompt_error({"error": {"message": "Prompt outputs failed validation"}, "node_errors": {
+        "3": {"class_type": "UNETLoader", "errors": [{"message": "Value not in list", "details": words}]}}})
+    assert refused.endswith(" ...") and refused[:-4].split()[-1] in words.split() and len(refused) < 600
     for bad in ("ftp://x", "http://", "x:8188", "http://a:1,http://a:1", " , "):
         with pytest.raises(ValueError):
             comfy_client.parse_servers(bad)
@@ -204,7 +209,9 @@ def test_the_runner_reports_servers_without_the_pack_down_or_without_a_model(ser
     assert f"{b}: lacks the model file {ONLY_ON_A} (in models/bokeh_diffusion). Left out." in proc.stderr
     assert "5 targets in 1 shard on 1 server: shard 1 (K 0, 6, 12, 20, 28)" in proc.stderr
     assert f"Rendered: shard 1 (K 0, 6, 12, 20, 28) on {a}" in proc.stdout
-    assert proc.stderr.count("sweep on 1 server") >= 1 and "100%" in proc.stderr  # one progress bar
+    # One progress bar: a step per sampler step and one for the shard's images, so it is full only
+    # once every image is in.
+    assert proc.stderr.count("sweep on 1 server") >= 1 and "100%" in proc.stderr and "| 3/3 [" in proc.stderr
     files = sweep_files(out)
     assert [f.name for f in files] == NAMES and (out / "sheet.png").exists() and (out / "blur_meter.txt").exists()
     assert f"Wrote to {out}:\n  " + "\n  ".join(NAMES + ["sheet.png", "blur_plot.png", "blur_meter.txt"]) in proc.stdout

@@ -95,8 +95,13 @@ def _why(e: BaseException) -> str:
 
 
 def _short(value, n: int = 300) -> str:
+    """``value`` as text of at most ``n`` characters, cut at a word's end (never mid-word) with
+    " ..." where it is longer: a server's text is untrusted and may be any size."""
     text = str(value)
-    return text if len(text) <= n else text[: n - 3] + "..."
+    if len(text) <= n:
+        return text
+    cut = text[: n - 4]
+    return (cut[: cut.rfind(" ")] if " " in cut[n // 2:] else cut).rstrip(" ,;:") + " ..."
 
 
 class RemoteNodeDef:
@@ -181,8 +186,8 @@ def prompt_error(body) -> str:
         for e in (node.get("errors") or [])[:3] if isinstance(node, dict) else ():
             if isinstance(e, dict):
                 parts.append(f"node {_short(node_id, 20)} ({_short(node.get('class_type'), 40)}): "
-                             f"{_short(e.get('message'), 80)}: {_short(e.get('details'), 160)}")
-    return _short("; ".join(parts), 600)
+                             f"{_short(e.get('message'), 120)}: {_short(e.get('details'), 300)}")
+    return _short("; ".join(parts), 1200)
 
 
 class _Progress:
