@@ -25,7 +25,6 @@ from ..attention.bokeh import BokehAdapter
 from ..attention.errors import BokehInputError, BokehModelError
 from ..attention.flux_binding import BokehQKNorm, flux_blocks, norm_paths
 from ..attention.grounded import gather
-from ..weights.checkpoint import host_block_map
 
 TRAIN_KEY = "bokeh_diffusion_training"  # transformer_options key of the TrainBinding
 SWAP_BLOCKS = ("single", "all")
@@ -67,7 +66,10 @@ def bind_for_training(model, adapter: BokehAdapter):
     n_double, n_single, hidden = flux_blocks(model)
     if adapter.dims.hidden != hidden:
         raise BokehModelError(f"The adapter is for hidden size {adapter.dims.hidden}; this FLUX model has {hidden}.")
-    block_map = host_block_map(adapter.dims, n_double, n_single)
+    # adapter block i: double block i below n_double, else single block i - n_double (spec section 2)
+    block_map = {(("double", i) if i < n_double else ("single", i - n_double)): i for i in adapter.dims.blocks}
+    if any(i >= n_double + n_single for i in adapter.dims.blocks):
+        raise BokehModelError(f"The adapter adapts block {max(adapter.dims.blocks)}; this FLUX model has {n_double + n_single} blocks.")
     import comfy.utils
 
     model.model.diffusion_model.requires_grad_(False)

@@ -1,0 +1,198 @@
+"""Every random decision of a training step, drawn from one torch.Generator, turned into an
+explicit ``step.Batch`` (spec bokeh-training.md 1.5, 1.7-1.10).
+
+Three kinds of batch:
+- ``i2i`` (photo flavour): reference = the sharp photo, target = its bokeh render at K ~ U(k_min,
+  k_max), network input K / k_max, caption kept with probability 0.35 else the K template;
+- ``real`` (T2I): defocused photos with their EXIF K (min-max normalised, or K / 30);
+- ``group`` (T2I synthetic): one sharp photo and group_size - 1 renders of it, one caption, each
+  row grounded on a random pivot with probability swap_prob (noise and sigma follow the swap).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..attention.bokeh import K_RANGE, UNCOND_INPUT
+from ..attention.errors import BokehInputError
+from .data import Sample
+from .recipe import Recipe
+from .step import Batch
+
+log = logging.getLogger(__name__)
+
+# bokehdepth-photo.md section 2: the photo adapter's prompt, K with two decimals. The authors'
+# trainer picks one of four wordings (spec 1.5 step 9e); the spec gives this one in full.
+I2I_TEMPLATE = ("Set dof_cond = {k:.2f} (stronger background defocus); preserve subject sharpness; "
+                "keep composition, lighting, and colors unchanged.")
+
+
+class BatchMaker:
+    """Turns samples into batches. ``vae``: a ComfyUI VAE; ``clip``: a text encoder with
+    ``tokenize`` / ``encode_from_tokens_scheduled`` (comfy.sd.CLIP); ``model``: the FLUX
+    ModelPatcher (its latent format). Text encodings and the photos' latents are computed once
+    and cached (they do not change between steps)."""
+
+    def __init__(self, samples: list[Sample], vae, clip, model, recipe: Recipe, render=None):
+        self.recipe = recipe
+        self.vae, self.clip, self.model = vae, clip, model
+        self.render = render
+        self.sharp = [s for s in samples if s.sharp and (s.depth is not None or recipe.no_depth == "identity")]
+        self.real = [s for s in samples if not s.sharp and s.k is not None]
+        if not self.sharp and not self.real:
+            raise BokehInputError("No usable training samples: sharp photos with depth (for renders) or photos with a K value are needed.")
+        ks = [s.k for s in self.real]
+        self.k_range = (min(ks), max(ks)) if ks else (0.0, 0.0)
+        self._text: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._latents: dict[str, torch.Tensor] = {}
+
+    # -- random draws ------------------------------------------------------------------
+    @staticmethod
+    def _u(g) -> float:
+        return float(torch.rand((), generator=g))
+
+    def _pick(self, pool, g):
+        return pool[int(torch.randint(len(pool), (), generator=g))]
+
+    def _caption(self, sample: Sample, g) -> str:
+        if self._u(g) < self.recipe.caption_dropout or not sample.captions:
+            return ""
+        return self._pick(sample.captions, g)
+
+    def _k_input(self, value: float, g) -> float:
+        return UNCOND_INPUT if self._u(g) < self.recipe.k_dropout else value
+
+    def kind(self, g) -> str:
+        r = self.recipe
+        if r.flavour == "photo" and self.sharp and self._u(g) < r.i2i_ratio:
+            return "i2i"
+        real = self._u(g) < r.real_ratio
+        if (real and self.real) or not self.sharp:
+            return "real"
+        return "group"
+
+    # -- encoders ------------------------------------------------------------------------
+    def text(self, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
+        hit = self._text.get(caption)
+        if hit is None:
+            cond = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(caption))
+            hit = self._text[caption] = (cond[0][0][0].detach().float().cpu(), cond[0][1]["pooled_output"][0].detach().float().cpu())
+        return hit
+
+    def latents(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (B, 3, H, W) in [0, 1] -> latents in the model's space (the VAE's mean, as
+        inference encodes; the authors sampled the posterior, spec 1.12-6)."""
+        with torch.no_grad():
+            lat = self.vae.encode(images.movedim(1, -1)[..., :3])
+            return self.model.model.process_latent_in(lat).float().cpu()
+
+    def photo_latent(self, sample: Sample) -> torch.Tensor:
+        hit = self._latents.get(sample.name)
+        if hit is None:
+            hit = self._latents[sample.name] = self.latents(sample.image[None])[0]
+        return hit
+
+    def draw_k(self, g) -> float:
+        """K ~ U(k_min, k_max) (spec 1.8), or one of ``k_levels`` evenly spaced levels."""
+        r = self.recipe
+        if r.k_levels:
+            return self.levels()[int(torch.randint(r.k_levels, (), generator=g))]
+        return self._u(g) * (r.k_max - r.k_min) + r.k_min
+
+    def renders(self, samples: list[Sample], ks: list[float]) -> torch.Tensor:
+        """Bokeh renders of ``samples`` at ``ks`` in one batched call: (N, 3, H, W) in [0, 1]. A
+        sample without depth renders from zero depth (the authors' identity target, spec 1.12-4);
+        one without a mask has no foreground."""
+        if self.render is None:
+            from .render import render_bokeh as render
+        else:
+            render = self.render
+        image = torch.stack([s.image for s in samples])
+        depth = torch.stack([s.depth if s.depth is not None else torch.zeros_like(s.image[:1]) for s in samples])
+        mask = torch.stack([s.mask if s.mask is not None else torch.zeros_like(s.image[:1]) for s in samples])
+        k = torch.tensor(ks, dtype=torch.float32)
+        return render(image, depth, mask, k, flat_focus=self.recipe.flat_focus)[0].clamp(0, 1)
+
+    def levels(self) -> list[float]:
+        r = self.recipe
+        return [r.k_min + (r.k_max - r.k_min) * i / max(1, r.k_levels - 1) for i in range(r.k_levels)]
+
+    def render_latents(self, samples: list[Sample], ks: list[float]) -> torch.Tensor:
+        """Latents of the renders. With ``k_levels`` a sample's renders at every level are made and
+        encoded in one call the first time one is needed, so a latent never depends on which
+        batch asked first (the encoder's rounding depends on the batch shape)."""
+        if not self.recipe.k_levels:
+            return self.latents(self.renders(samples, ks))
+        levels = self.levels()
+        for s in samples:
+            if (s.name, round(levels[0], 6)) not in self._latents:
+                made = self.latents(self.renders([s] * len(levels), levels))
+                self._latents.update({(s.name, round(k, 6)): lat for k, lat in zip(levels, made)})
+        return torch.stack([self._latents[(s.name, round(k, 6))] for s, k in zip(samples, ks)])
+
+    def prerender(self) -> None:
+        """Encode every photo, and with ``k_levels`` every render, now (batched per sample)."""
+        for s in self.sharp + self.real:
+            self.photo_latent(s)
+        if self.recipe.k_levels:
+            levels = self.levels()
+            for s in self.sharp:
+                self.render_latents([s], levels[:1])
+
+    # -- batches -------------------------------------------------------------------------
+    def make(self, g, kind: str | None = None) -> Batch:
+        kind = kind or self.kind(g)
+        r = self.recipe
+        swap, reference = None, None
+        if kind == "group":
+            sample = self._pick(self.sharp, g)
+            captions = [self._caption(sample, g)] * r.group_size
+            ks = [self.draw_k(g) for _ in range(r.group_size - 1)]
+            photo_k = sample.k / K_RANGE if sample.k is not None else 0.0  # raw K / 30 (spec 1.8)
+            inputs = [self._k_input(v, g) for v in [photo_k] + [k / K_RANGE for k in ks]]
+            targets = torch.cat([self.photo_latent(sample)[None], self.render_latents([sample] * len(ks), ks)])
+            if r.swap_prob > 0:
+                pivot = int(torch.randint(r.group_size, (), generator=g))
+                swap = torch.tensor([pivot if self._u(g) < r.swap_prob else i for i in range(r.group_size)])
+        elif kind == "real":
+            rows = [self._pick(self.real, g) for _ in range(r.batch_size)]
+            captions = [self._caption(s, g) for s in rows]
+            lo, hi = self.k_range
+            values = [(s.k - lo) / (hi - lo + 1e-8) if r.real_k == "minmax" else s.k / K_RANGE for s in rows]
+            inputs = [self._k_input(v, g) for v in values]
+            targets = torch.stack([self.photo_latent(s) for s in rows])
+        elif kind == "i2i":
+            rows = [self._pick(self.sharp, g) for _ in range(r.batch_size)]
+            paired = [r.paired_targets and s.target is not None and s.k is not None for s in rows]
+            ks = [s.k if p else self.draw_k(g) for s, p in zip(rows, paired)]
+            render = [i for i, p in enumerate(paired) if not p]
+            made = dict(zip(render, self.render_latents([rows[i] for i in render], [ks[i] for i in render]))) if render else {}
+            targets = torch.stack([made[i] if i in made else self.latents(rows[i].target[None])[0] for i in range(len(rows))])
+            inputs = [k / r.k_max for k in ks]  # K / K_max, never dropped (spec 1.8: the trainer overwrites the dropout)
+            captions = []
+            for s, k in zip(rows, ks):
+                caption = self._caption(s, g)
+                keep = caption and self._u(g) < r.i2i_caption_keep
+                captions.append(caption if keep else I2I_TEMPLATE.format(k=k))
+            reference = torch.stack([self.photo_latent(s) for s in rows])
+        else:
+            raise BokehInputError(f"Unknown batch kind {kind!r}.")
+        b = targets.shape[0]
+        noise = torch.randn(targets.shape, generator=g) + r.noise_offset * torch.randn(b, targets.shape[1], 1, 1, generator=g)
+        # sigma uniform on {0.001, ..., 1.000}: the FLUX scheduler's timesteps without shift (spec 1.5 step 4)
+        sigmas = (1000 - torch.floor(1000 * torch.rand(b, generator=g))) / 1000
+        context, pooled = self._texts(captions)
+        return Batch(latents=targets, noise=noise, sigmas=sigmas, k_inputs=torch.tensor(inputs, dtype=torch.float32),
+                     context=context, pooled=pooled, guidance=torch.full((b,), float(r.guidance)), reference=reference,
+                     swap=swap, swap_blocks=r.swap_blocks, extra={"kind": kind})
+
+    def _texts(self, captions):
+        encoded = [self.text(c) for c in captions]
+        longest = max(c.shape[0] for c, _ in encoded)
+        # Captions of one batch may encode to different lengths (T5 pads to 256 tokens in ComfyUI's
+        # FLUX; longer captions run past it): pad with the encoding's last (padding) token, as the
+        # authors' fixed 512-token padding does.
+        contexts = [torch.cat([c, c[-1:].expand(longest - c.shape[0], -1)]) for c, _ in encoded]
+        return torch.stack(contexts), torch.stack([p for _, p in encoded])
