@@ -212,3 +212,16 @@ def test_the_test_command_prints_why_tests_were_skipped(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "SKIPPED [1]" in proc.stdout and "the thing is not installed here" in proc.stdout
+
+
+def test_missing_files_point_at_the_current_folder_name_in_an_installed_comfyui(pack):
+    """Installed in a ComfyUI's custom_nodes, the runner names that ComfyUI's own folder, and the
+    one of the current name (models/diffusion_models, not the legacy models/unet listed first)."""
+    import folder_paths
+
+    sys.path.insert(0, str(harness.REPO / "scripts"))
+    import bokeh_sweep
+
+    for folder in ("diffusion_models", "text_encoders"):
+        paths = folder_paths.get_folder_paths(folder)
+        assert bokeh_sweep.model_folder(folder, folder_paths, None) == next(p for p in paths if p.endswith(folder))
