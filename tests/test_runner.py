@@ -68,6 +68,7 @@ MISTAKES = {
     "photo_text": (["--photo", "{tmp}/notes.txt"], "--photo '{tmp}/notes.txt': is not an image that can be read; --photo takes a PNG, JPEG or WebP"),
     "adapter_folder": (["--adapter", "{tmp}"], "--adapter '{tmp}': is not a regular file (a folder?)"),
     "adapter_check": (["--check", "--adapter", "x.safetensors"], "--adapter 'x.safetensors': --check runs on tiny random models"),
+    "servers_url": (["--servers", "ftp://x"], "--servers 'ftp://x': 'ftp://x' is not a server URL; expected e.g. http://127.0.0.1:8188"),
     "servers_path": (["--servers", "http://127.0.0.1:1", "--unet", "/models/flux.safetensors"], "with --servers, give the name of a file"),
 }
 

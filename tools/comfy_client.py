@@ -77,7 +77,7 @@ def parse_servers(text: str) -> list[str]:
             raise ValueError(f"{url} is listed twice; list each running ComfyUI once")
         urls.append(url)
     if not urls:
-        raise ValueError("--servers lists no server; expected e.g. http://127.0.0.1:8188,http://127.0.0.1:8189")
+        raise ValueError("lists no server; expected e.g. http://127.0.0.1:8188,http://127.0.0.1:8189")
     return urls
 
 

@@ -175,6 +175,13 @@ def check(args, pack_module) -> None:
     BokehError = pack_module("attention.errors").BokehError  # noqa: N806 (a class)
     flavour = pack_module("attention.bokeh").PHOTO if args.photo else pack_module("attention.bokeh").TEXT
     k_range = pack_module("attention.bokeh").K_RANGE
+    if args.servers is not None:
+        import comfy_client
+
+        try:
+            comfy_client.parse_servers(args.servers)
+        except ValueError as e:
+            raise UsageError("--servers", args.servers, str(e)) from None
     if args.servers and args.photo:
         raise UsageError("--photo", args.photo, "--servers shares out a grounded sweep (a pivot batch); --photo runs "
                          "here: leave one of them out")
@@ -194,7 +201,8 @@ def check(args, pack_module) -> None:
         for k in levels:
             _pack_check("--targets", args.targets, BokehError, checks.check_blur, k, "target blur level", flavour)
     _pack_check("--grounding", args.grounding, BokehError, checks.check_fraction, args.grounding, "The grounding share")
-    _whole(args.grounding_steps, "--grounding-steps", -1, MAX_STEPS, "-1 (use --grounding) or a number of steps")
+    if not -1 <= args.grounding_steps <= MAX_STEPS:
+        raise UsageError("--grounding-steps", args.grounding_steps, f"expected -1 (use --grounding) or a number of steps from 0 to {MAX_STEPS}")
     if args.steps is not None:
         _whole(args.steps, "--steps", 1, MAX_STEPS, "a number of steps")
     _whole(args.seed, "--seed", 0, MAX_SEED, "a seed")
