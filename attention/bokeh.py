@@ -18,24 +18,13 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from .k_levels import K_RANGE, PHOTO, PHOTO_K_MIN, TEXT, effective_k  # noqa: F401 (the pack imports them from here)
+
 # Spec section 1: the network sees K / 30; unconditional rows see the raw value -1.0.
-K_RANGE = 30.0
 UNCOND_INPUT = -1.0
 PAIR_NAMES = ("to_q_adp", "to_k_adp", "to_v_bokeh", "to_k_bokeh")
-# Adapter flavours, told from the file's keys (weights/checkpoint.py).
-TEXT = "text"  # Bokeh Diffusion, FLUX.1-dev text-to-image: K / 30, no clamp
-PHOTO = "photo"  # BokehDepth stage 1, FLUX.1-Kontext-dev image-to-image: clamp(K, 1, 30) / 30
-PHOTO_K_MIN = 1.0
 FLAVOUR_NAMES = {TEXT: "text-to-image adapter (Bokeh Diffusion, FLUX.1-dev)",
                  PHOTO: "photo adapter (BokehDepth, FLUX.1 Kontext)"}
-
-
-def effective_k(k: float, flavour: str = TEXT) -> float:
-    """The blur level the adapter acts on: the photo adapter was trained on 1..30 and its
-    reference clamps K to that range (K 0.5 acts as 1, K 45 as 30); the text-to-image adapter
-    takes K as it is."""
-    k = float(k)
-    return min(max(k, PHOTO_K_MIN), K_RANGE) if flavour == PHOTO else k
 
 
 def k_to_input(k: float, flavour: str = TEXT) -> float:

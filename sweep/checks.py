@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 
-from ..attention.bokeh import K_RANGE, PHOTO, PHOTO_K_MIN, TEXT, effective_k
+from ..attention.k_levels import K_RANGE, PHOTO, PHOTO_K_MIN, TEXT, effective_k
 from ..attention.errors import BokehInputError
 from .levels import plain_number
 

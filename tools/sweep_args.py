@@ -173,8 +173,8 @@ def check(args, pack_module) -> None:
     ``pack_module(name)`` imports a pure module of the pack (sweep.checks, sweep.levels)."""
     checks, levels_mod = pack_module("sweep.checks"), pack_module("sweep.levels")
     BokehError = pack_module("attention.errors").BokehError  # noqa: N806 (a class)
-    flavour = pack_module("attention.bokeh").PHOTO if args.photo else pack_module("attention.bokeh").TEXT
-    k_range = pack_module("attention.bokeh").K_RANGE
+    k_levels = pack_module("attention.k_levels")
+    flavour, k_range = k_levels.PHOTO if args.photo else k_levels.TEXT, k_levels.K_RANGE
     if args.servers is not None:
         import comfy_client
 
