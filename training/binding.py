@@ -15,6 +15,7 @@ backward therefore sees them too.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -97,6 +98,42 @@ def bind_for_training(model, adapter: BokehAdapter):
     return out
 
 
+def _rope(xq: torch.Tensor, xk: torch.Tensor, freqs_cis: torch.Tensor):
+    """FLUX's RoPE in plain torch (the host's own fallback formula), differentiable."""
+    def one(x):
+        x_ = x.to(dtype=freqs_cis.dtype).reshape(*x.shape[:-1], -1, 1, 2)
+        out = freqs_cis[..., 0] * x_[..., 0]
+        out.addcmul_(freqs_cis[..., 1], x_[..., 1])  # the host's order of operations: the same rounding
+        return out.reshape(*x.shape).type_as(x)
+    return one(xq), one(xk)
+
+
+@contextlib.contextmanager
+def training_mode():
+    """The host's differentiable paths while the FLUX forward runs. From ComfyUI 0.2x its RoPE
+    (and other ops) take plain torch only when comfy.model_management.in_training is set (the
+    fused comfy_kitchen kernels have no backward); core's Train LoRA node sets it the same way.
+    Hosts with comfy_kitchen but without that switch (0.8.0) bind the kernel in FLUX's math
+    module: it is swapped for the plain formula meanwhile."""
+    import comfy.ldm.flux.math as flux_math
+    import comfy.model_management as mm
+
+    previous = getattr(mm, "in_training", None)
+    rope = getattr(flux_math, "apply_rope", None)
+    swap = previous is None and rope is not None and getattr(rope, "__module__", None) != flux_math.__name__ and rope is not _rope
+    if previous is not None:
+        mm.in_training = True
+    if swap:
+        flux_math.apply_rope = _rope
+    try:
+        yield
+    finally:
+        if previous is not None:
+            mm.in_training = previous
+        if swap:
+            flux_math.apply_rope = rope
+
+
 def training_binding(model, adapter: BokehAdapter) -> TrainBinding:
     binding = model.model_options.get("transformer_options", {}).get(TRAIN_KEY)
     if not isinstance(binding, TrainBinding) or binding.adapter is not adapter:
@@ -151,7 +188,8 @@ def _double(dm):
         block = dm.double_blocks[to["block_index"]]
 
         def fn(img, txt, vec, pe):  # the block adds into its inputs in place: give it copies
-            return block(img=img.clone(), txt=txt.clone(), vec=vec, pe=pe, attn_mask=args.get("attn_mask"), transformer_options=to)
+            with training_mode():  # also when recomputed during backward
+                return block(img=img.clone(), txt=txt.clone(), vec=vec, pe=pe, attn_mask=args.get("attn_mask"), transformer_options=to)
 
         img, txt = checkpoint(fn, args["img"], args["txt"], args["vec"], args["pe"], use_reentrant=False)
         return {"img": img, "txt": txt}
@@ -164,7 +202,8 @@ def _single(dm):
         block = dm.single_blocks[to["block_index"]]
 
         def fn(img, vec, pe):
-            return block(img.clone(), vec=vec, pe=pe, attn_mask=args.get("attn_mask"), transformer_options=to)
+            with training_mode():
+                return block(img.clone(), vec=vec, pe=pe, attn_mask=args.get("attn_mask"), transformer_options=to)
 
         return {"img": checkpoint(fn, args["img"], args["vec"], args["pe"], use_reentrant=False)}
     return run

@@ -14,7 +14,7 @@ import torch
 
 from ..attention.bokeh import BokehAdapter
 from ..attention.errors import BokehInputError
-from .binding import TrainAttention, check_swap, checkpoint_patches, ensure_loaded, training_binding
+from .binding import TrainAttention, check_swap, checkpoint_patches, ensure_loaded, training_binding, training_mode
 
 
 @dataclass
@@ -100,7 +100,8 @@ def predict(model, adapter: BokehAdapter, batch: Batch, gradient_checkpointing: 
     to = {"optimized_attention_override": TrainAttention(binding, biases, swap, batch.swap_blocks)}
     if gradient_checkpointing:
         to["patches_replace"] = {"dit": checkpoint_patches(dm)}
-    return dm(x_t, t, transformer_options=to, **kwargs)
+    with training_mode():
+        return dm(x_t, t, transformer_options=to, **kwargs)
 
 
 def adapter_loss(model, adapter: BokehAdapter, batch: Batch, gradient_checkpointing: bool = False) -> torch.Tensor:
