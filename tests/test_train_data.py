@@ -129,13 +129,13 @@ def scenes(mods, n):
     return out
 
 
-def make_trainer(mods, **changes):
+def make_trainer(mods, samples=None, **changes):
     import tiny_nodes
 
     recipe = mods.recipe.Recipe(**{**dict(flavour="photo", steps=4, rank=2, context=8, embed_hidden=4, k_max=4.0, k_levels=3,
                                          warmup=1, lr=1e-2, seed=5, gradient_checkpointing=False), **changes})
     return mods.trainer.Trainer(harness.tiny_flux(seed=2), tiny_nodes.BokehTestTinyVAE().build(0)[0],
-                                tiny_nodes.TinyTextEncoder("tiny"), scenes(mods, 3), recipe, base="tiny")
+                                tiny_nodes.TinyTextEncoder("tiny"), samples or scenes(mods, 3), recipe, base="tiny")
 
 
 def test_batches_follow_the_recipe(mods):
@@ -151,6 +151,23 @@ def test_batches_follow_the_recipe(mods):
     levels = {round(float(k) * 4.0, 5) for k in i2i.k_inputs}  # K / k_max, K on the 3 levels 1, 2.5, 4
     assert levels <= {1.0, 2.5, 4.0}
     assert torch.all((i2i.sigmas * 1000).round() == i2i.sigmas * 1000) and float(i2i.sigmas.min()) > 0
+
+
+def test_paired_targets_option(mods):
+    """A pair (input photo, real target, K) without depth: with paired_targets its own target and
+    K; the authors' trainer re-renders it from zero depth instead; no_depth="skip" leaves it out."""
+    g = torch.Generator().manual_seed(3)
+    pair = mods.data.Sample(name="pair", image=torch.rand(3, SIZE, SIZE, generator=g), captions=("a cup",), k=3.0,
+                            target=torch.rand(3, SIZE, SIZE, generator=g))
+    t = make_trainer(mods, samples=[pair], paired_targets=True, k_levels=0)
+    batch = t.maker.make(torch.Generator().manual_seed(0), kind="i2i")
+    assert torch.allclose(batch.k_inputs, torch.full((4,), 3.0 / 4.0))  # K / k_max
+    assert torch.equal(batch.latents[0], t.maker.latents(pair.target[None])[0])
+    assert torch.equal(batch.reference[0], t.maker.photo_latent(pair))
+    authors = make_trainer(mods, samples=[pair], k_levels=0).maker.make(torch.Generator().manual_seed(0), kind="i2i")
+    assert not torch.equal(authors.latents[0], batch.latents[0])
+    with pytest.raises(mods.errors.BokehInputError, match="No usable training samples"):
+        make_trainer(mods, samples=[pair], no_depth="skip")
 
 
 def test_resume_continues_exactly(mods, tmp_path):

@@ -39,9 +39,15 @@ class BatchMaker:
         self.recipe = recipe
         self.vae, self.clip, self.model = vae, clip, model
         self.render = render
-        self.sharp = [s for s in samples if s.sharp and (s.depth is not None or recipe.no_depth == "identity")]
-        self.real = [s for s in samples if not s.sharp and s.k is not None]
-        if not self.sharp and not self.real:
+        # sharp photos with depth: render sources for groups and I2I; pairs (a target photo) join
+        # the I2I pool with their own target and K (paired_targets) or, as the authors' trainer
+        # does, re-rendered from zero depth (identity, spec 1.12-4) unless no_depth="skip";
+        # defocused photos with K and no target: the real T2I batches.
+        self.sharp = [s for s in samples if s.sharp and s.depth is not None]
+        pairs = [s for s in samples if s.target is not None and not (s.sharp and s.depth is not None)]
+        self.i2i = self.sharp + [s for s in pairs if (recipe.paired_targets and s.k is not None) or recipe.no_depth == "identity"]
+        self.real = [s for s in samples if not s.sharp and s.k is not None and s.target is None]
+        if not self.sharp and not self.real and not self.i2i:
             raise BokehInputError("No usable training samples: sharp photos with depth (for renders) or photos with a K value are needed.")
         ks = [s.k for s in self.real]
         self.k_range = (min(ks), max(ks)) if ks else (0.0, 0.0)
@@ -66,10 +72,12 @@ class BatchMaker:
 
     def kind(self, g) -> str:
         r = self.recipe
-        if r.flavour == "photo" and self.sharp and self._u(g) < r.i2i_ratio:
+        if r.flavour == "photo" and self.i2i and (self._u(g) < r.i2i_ratio or not (self.sharp or self.real)):
             return "i2i"
         real = self._u(g) < r.real_ratio
         if (real and self.real) or not self.sharp:
+            if not self.real:
+                raise BokehInputError("No samples for text-to-image steps: add sharp photos with depth or photos with K.")
             return "real"
         return "group"
 
@@ -134,7 +142,7 @@ class BatchMaker:
 
     def prerender(self) -> None:
         """Encode every photo, and with ``k_levels`` every render, now (batched per sample)."""
-        for s in self.sharp + self.real:
+        for s in self.i2i + self.real:
             self.photo_latent(s)
         if self.recipe.k_levels:
             levels = self.levels()
@@ -164,7 +172,7 @@ class BatchMaker:
             inputs = [self._k_input(v, g) for v in values]
             targets = torch.stack([self.photo_latent(s) for s in rows])
         elif kind == "i2i":
-            rows = [self._pick(self.sharp, g) for _ in range(r.batch_size)]
+            rows = [self._pick(self.i2i, g) for _ in range(r.batch_size)]
             paired = [r.paired_targets and s.target is not None and s.k is not None for s in rows]
             ks = [s.k if p else self.draw_k(g) for s, p in zip(rows, paired)]
             render = [i for i, p in enumerate(paired) if not p]
