@@ -42,6 +42,7 @@ def parser():
     p.add_argument("--clip-l", help="CLIP-L file in models/text_encoders")
     p.add_argument("--vae", help="FLUX VAE file in models/vae")
     p.add_argument("--out", default="bokeh_trained.safetensors", help="adapter file name in models/bokeh_diffusion")
+    p.add_argument("--out-dir", type=Path, help="folder for the adapter (default: ComfyUI's models/bokeh_diffusion)")
     p.add_argument("--resume", action="store_true", help="continue from <out>.state")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a training setting (JSON value)")
     p.add_argument("--check", action="store_true", help="tiny random models instead of FLUX (a quick dry run)")
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
         samples = data.from_folder(args.folder, args.size) if args.folder else data.from_manifest(args.manifest, args.size)
         model, clip, vae, base = models(args)
         trainer = trainer_mod.Trainer(model, vae, clip, samples, recipe, base=base)
-        out = Path(folder_paths.get_folder_paths("bokeh_diffusion")[0]) / Path(args.out).name
+        out = (args.out_dir or Path(folder_paths.get_folder_paths("bokeh_diffusion")[0])) / Path(args.out).name
         if args.resume:
             trainer.resume(out)
         log.info("Training on %d samples (%d sharp with depth, %d with K) into %s", len(samples),

@@ -186,3 +186,27 @@ def test_resume_continues_exactly(mods, tmp_path):
     assert second.losses == whole.losses
     with pytest.raises(mods.errors.BokehInputError, match="other settings"):
         make_trainer(mods, lr=0.5).resume(tmp_path / "a.safetensors")
+
+
+def test_headless_command(mods, tmp_path):
+    """scripts/bokeh_train.py with tiny models (--check): trains from a folder, writes the adapter
+    (loadable, with metadata), its resume state and the loss log; resumes; a bad folder is one
+    line and exit code 2."""
+    spec = importlib.util.spec_from_file_location("bokeh_train_script", harness.REPO / "scripts" / "bokeh_train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = tmp_path / "data"
+    data.mkdir()
+    sharp_sample(data, "scene")
+    args = ["--check", "--folder", str(data), "--size", str(SIZE), "--out-dir", str(tmp_path), "--out", "mine.safetensors",
+            "--set", "rank=2", "--set", "context=8", "--set", "embed_hidden=4", "--set", "k_max=4", "--set", "steps=2"]
+    assert script.main(args) == 0
+    assert script.main(args[:-1] + ["steps=3", "--resume"]) == 0
+    out = tmp_path / "mine.safetensors"
+    meta = harness.pack_module("training.adapter_io").read_metadata(out)
+    assert meta["steps"] == 3 and meta["flavour"] == "photo"
+    assert harness.pack_module("weights.checkpoint").load_adapter(out).dims.rank == 2
+    rows = (tmp_path / "mine.safetensors.loss.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,batch,lr" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    assert (tmp_path / "mine.safetensors.state").is_file()
+    assert script.main(["--check", "--folder", str(tmp_path / "nothing"), "--out-dir", str(tmp_path)]) == 2
