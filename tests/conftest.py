@@ -13,6 +13,37 @@ def pack():
     return harness.load_pack()
 
 
+# The pack's modules as the tests call them (mods.pivot is nodes/pivot.py), one name each.
+PACK_MODULES = {
+    "ckpt": "weights.checkpoint", "keys": "weights.keys", "safetensors_file": "weights.safetensors_file",
+    "torch_zip": "weights.torch_zip", "folder": "weights.folder",
+    "errors": "attention.errors", "families": "attention.families", "binding": "attention.flux_binding",
+    "bokeh": "attention.bokeh",
+    "adapter": "nodes.adapter", "pivot": "nodes.pivot", "color": "nodes.color", "preview": "nodes.preview",
+    "blur_levels": "nodes.sweep", "photo": "nodes.photo", "gather": "nodes.gather", "node": "nodes.render",
+    "levels": "sweep.levels", "parts": "sweep.participants", "colormath": "sweep.color",
+    "data": "training.data", "recipe": "training.recipe", "trainer": "training.trainer", "batches": "training.batches",
+    "exif": "training.exif", "step": "training.step", "io": "training.adapter_io", "render": "training.render",
+    "defocus": "training.defocus", "train_binding": "training.binding",
+}
+
+
+class PackModules:
+    """mods.<name>: the pack's module (as ComfyUI loaded it) by its name in PACK_MODULES."""
+
+    def __getattr__(self, name):
+        if name not in PACK_MODULES:
+            raise AttributeError(f"no pack module called {name!r} in tests/conftest.py PACK_MODULES")
+        module = harness.pack_module(PACK_MODULES[name])
+        setattr(self, name, module)
+        return module
+
+
+@pytest.fixture(scope="session")
+def mods(pack):
+    return PackModules()
+
+
 # BOKEH_TEST_SCOPE=core (set by .ci/run for the hosts between the floor and the newest): the tests
 # that start real ComfyUI servers (harness.comfy_server / comfy_servers: the HTTP API, the browser,
 # the multi-server sweeps) are skipped there; the maths and the host hooks run on every host.

@@ -10,19 +10,6 @@ CFG = harness.TINY
 N_BLOCKS = CFG["depth"] + CFG["depth_single_blocks"]
 
 
-@pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        ckpt = harness.pack_module("weights.checkpoint")
-        keys = harness.pack_module("weights.keys")
-        safetensors_file = harness.pack_module("weights.safetensors_file")
-        families = harness.pack_module("attention.families")
-        errors = harness.pack_module("attention.errors")
-        nodes = harness.pack_module("nodes.adapter")
-        binding = harness.pack_module("attention.flux_binding")
-    return M
-
-
 def official_shapes(blocks=range(57), hidden=3072, rank=128, context=768, qk=True):
     shapes = {"embedding_layer.0.weight": (64, 1), "embedding_layer.0.bias": (64,),
               "embedding_layer.2.weight": (context, 64), "embedding_layer.2.bias": (context,)}
@@ -156,10 +143,10 @@ def test_inconsistent_shapes_refused(mods, tmp_path):
 
 
 def apply_expecting(mods, model, path, blur, error):
-    loaded = mods.nodes.BokehAdapterLoader.execute(path.name).result[0]
+    loaded = mods.adapter.BokehAdapterLoader.execute(path.name).result[0]
     before = (dict(model.object_patches), dict(model.model_options["transformer_options"]), dict(model.additional_models))
     with pytest.raises(error) as e:
-        mods.nodes.BokehApplyAdapter.execute(model, loaded, blur)
+        mods.adapter.BokehApplyAdapter.execute(model, loaded, blur)
     after = (dict(model.object_patches), dict(model.model_options["transformer_options"]), dict(model.additional_models))
     assert before == after  # nothing half-patched
     return str(e.value)

@@ -18,17 +18,6 @@ TARGETS = [0.0, 8.0, 16.0, 22.0, 28.0]  # N = 5: slices of 2, 2, 1 over three pa
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        parts = harness.pack_module("sweep.participants")
-        levels = harness.pack_module("sweep.levels")
-        pivot = harness.pack_module("nodes.pivot")
-        gather = harness.pack_module("nodes.gather")
-        errors = harness.pack_module("attention.errors")
-    return M
-
-
-@pytest.fixture(scope="module")
 def model(pack, tmp_path_factory):
     sd = harness.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=23)
     path = harness.write_adapter(tmp_path_factory.mktemp("dist_models"), sd, name="dist.safetensors")

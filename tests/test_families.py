@@ -3,6 +3,8 @@
 with a warning (its blocks are FLUX.1's and the pack's patches reach them: measured below); a
 diffusion model that is not ComfyUI's (a wrapper with its own kernels) is refused with the reason."""
 
+import types
+
 import harness
 import pytest
 import reference
@@ -14,15 +16,12 @@ SCHEDULE = torch.tensor([1.0, 0.8, 0.5, 0.2, 0.0])
 
 
 @pytest.fixture(scope="module")
-def mods(pack, tmp_path_factory):
-    class M:
-        adapter = harness.pack_module("nodes.adapter")
-        binding = harness.pack_module("attention.flux_binding")
-        errors = harness.pack_module("attention.errors")
+def mods(mods, tmp_path_factory):
+    """The shared modules (tests/conftest.py) and this module's adapter, loaded (mods.loaded)."""
     harness.write_adapter(tmp_path_factory.mktemp("families_models"), reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=51),
                           name="families.safetensors")
-    M.loaded = M.adapter.BokehAdapterLoader.execute("families.safetensors").result[0]
-    return M
+    loaded = mods.adapter.BokehAdapterLoader.execute("families.safetensors").result[0]
+    return types.SimpleNamespace(adapter=mods.adapter, binding=mods.binding, errors=mods.errors, loaded=loaded)
 
 
 def apply(mods, model, blur):

@@ -10,15 +10,6 @@ SCHEDULE = torch.tensor([1.0, 0.8, 0.5, 0.2, 0.0])  # 4 steps; 2 grounded: sigma
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        binding = harness.pack_module("attention.flux_binding")
-        errors = harness.pack_module("attention.errors")
-        pivot = harness.pack_module("nodes.pivot")
-    return M
-
-
-@pytest.fixture(scope="module")
 def adapter_sd():
     return reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=21)
 

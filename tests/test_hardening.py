@@ -19,23 +19,6 @@ N_BLOCKS = CFG["depth"] + CFG["depth_single_blocks"]
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        ckpt = harness.pack_module("weights.checkpoint")
-        torch_zip = harness.pack_module("weights.torch_zip")
-        folder = harness.pack_module("weights.folder")
-        errors = harness.pack_module("attention.errors")
-        adapter = harness.pack_module("nodes.adapter")
-        pivot = harness.pack_module("nodes.pivot")
-        color = harness.pack_module("nodes.color")
-        preview = harness.pack_module("nodes.preview")
-        levels = harness.pack_module("nodes.sweep")
-        bokeh = harness.pack_module("attention.bokeh")
-        photo = harness.pack_module("nodes.photo")
-    return M
-
-
-@pytest.fixture(scope="module")
 def models_dir(pack, tmp_path_factory):
     """A bokeh_diffusion model folder with one good adapter in it."""
     folder = tmp_path_factory.mktemp("hardening_models")
@@ -286,9 +269,9 @@ def test_absurd_blur_levels_refused_everywhere(mods, models_dir, blur):
     with pytest.raises(mods.errors.BokehInputError, match="trained range"):
         mods.pivot.BokehPivotBatch.execute([patched], [latent], [blur], ["0"], [0.8])
     with pytest.raises(mods.errors.BokehInputError, match=in_text):
-        mods.levels.BokehBlurLevels.execute(0.0, 28.0, 3, f"0, {blur}")
+        mods.blur_levels.BokehBlurLevels.execute(0.0, 28.0, 3, f"0, {blur}")
     with pytest.raises(mods.errors.BokehInputError, match="trained range"):
-        mods.levels.BokehBlurLevels.execute(0.0, blur, 3, "")
+        mods.blur_levels.BokehBlurLevels.execute(0.0, blur, 3, "")
 
 
 def test_modest_extrapolation_allowed_with_a_warning(mods, models_dir, caplog):

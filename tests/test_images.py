@@ -12,18 +12,6 @@ from test_adapter import CFG, N_BLOCKS
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        color = harness.pack_module("nodes.color")
-        preview = harness.pack_module("nodes.preview")
-        sweep_node = harness.pack_module("nodes.sweep")
-        sweep = harness.pack_module("sweep.levels")
-        colormath = harness.pack_module("sweep.color")
-        errors = harness.pack_module("attention.errors")
-    return M
-
-
-@pytest.fixture(scope="module")
 def photo(pack):
     """The host's own input/example.png (part of every ComfyUI checkout), as a (1, H, W, 3) IMAGE."""
     import folder_paths
@@ -71,7 +59,7 @@ def test_colour_match_on_a_sweep_without_pivot(mods, photo):
     """A photo stack (Blur Levels' sweep, no pivot row): every image is matched to the reference,
     the first one too; without a reference there is nothing to match to."""
     batch = tinted(photo)
-    sweep = mods.sweep.Sweep(k_values=(1.0, 10.0, 20.0, 30.0), pivot_row=None)
+    sweep = mods.levels.Sweep(k_values=(1.0, 10.0, 20.0, 30.0), pivot_row=None)
     ref = torch.full_like(photo, 0.5)
     out = mods.color.BokehColorMatch.execute(batch, sweep, 0, ref, True).result[0]
     assert not torch.equal(out[0], batch[0])
@@ -97,7 +85,7 @@ def test_blur_meter_monotonic_on_a_real_image(mods, photo):
     sigmas = [0.0, 1.0, 2.0, 4.0, 8.0]
     blurred = [photo] + [kornia.filters.gaussian_blur2d(photo.movedim(-1, 1), (33, 33), (s, s)).movedim(1, -1) for s in sigmas[1:]]
     batch = torch.cat(blurred)
-    sweep = mods.sweep.Sweep(k_values=tuple(sigmas), pivot_row=0)
+    sweep = mods.levels.Sweep(k_values=tuple(sigmas), pivot_row=0)
     out = mods.preview.BokehBlurMeter.execute(batch, sweep)
     report, sharp, plot = out.result
     assert all(a > b for a, b in zip(sharp, sharp[1:]))
@@ -110,7 +98,7 @@ def test_blur_meter_monotonic_on_a_real_image(mods, photo):
 
 
 def test_blur_meter_report_is_a_markdown_table(mods, photo):
-    sweep = mods.sweep.Sweep(k_values=(15.0, 0.0, 28.0), pivot_row=0)
+    sweep = mods.levels.Sweep(k_values=(15.0, 0.0, 28.0), pivot_row=0)
     report = mods.preview.BokehBlurMeter.execute(tinted(photo)[:3], sweep).result[0]
     lines = report.splitlines()
     assert lines[0] == "| image | sharpness | blur rank |" and lines[1] == "|---|---:|---:|"
@@ -121,7 +109,7 @@ def test_blur_meter_report_is_a_markdown_table(mods, photo):
 def test_blur_meter_plot_marks_the_pivot(mods, photo):
     sigmas = [0.0, 2.0, 6.0]
     batch = torch.cat([photo] + [kornia.filters.gaussian_blur2d(photo.movedim(-1, 1), (25, 25), (s, s)).movedim(1, -1) for s in sigmas[1:]])
-    with_pivot = mods.sweep.Sweep(k_values=(0.0, 10.0, 30.0), pivot_row=1)
+    with_pivot = mods.levels.Sweep(k_values=(0.0, 10.0, 30.0), pivot_row=1)
     plot = mods.preview.BokehBlurMeter.execute(batch, with_pivot).result[2]
     no_pivot = mods.preview.BokehBlurMeter.execute(batch[[0, 2]], with_pivot).result[2]  # pivot dropped upstream
 
@@ -158,7 +146,7 @@ def test_blur_meter_shows_its_verdict_on_the_node(pack):
 
 def test_contact_sheet_grid_and_labels(mods, photo):
     batch = tinted(photo)[:, :64, :96]
-    sweep = mods.sweep.Sweep(k_values=(15.0, 0.0, 12.0, 28.0), pivot_row=0)
+    sweep = mods.levels.Sweep(k_values=(15.0, 0.0, 12.0, 28.0), pivot_row=0)
     sheet = mods.preview.BokehContactSheet.execute(batch, sweep, 2).result[0]
     strip = max(14, 64 // 12)
     assert sheet.shape == (1, 2 * (64 + strip), 2 * 96, 3)
@@ -173,7 +161,7 @@ def test_contact_sheet_grid_and_labels(mods, photo):
 
 
 def test_blur_levels_node(mods):
-    run = mods.sweep_node.BokehBlurLevels.execute
+    run = mods.blur_levels.BokehBlurLevels.execute
     values, text, sweep = run(0.0, 28.0, 5).result
     assert values == [0.0, 7.0, 14.0, 21.0, 28.0] and text == "0, 7, 14, 21, 28"
     assert sweep.k_values == (0.0, 7.0, 14.0, 21.0, 28.0) and sweep.pivot_row is None

@@ -10,7 +10,6 @@ import pytest
 import reference
 import torch
 from test_adapter import CFG, N_BLOCKS, host_rms_eps, rel_err
-from test_hardening import mods  # noqa: F401 - the pack's modules, a shared fixture
 
 
 def photo_sd(seed=31):

@@ -11,7 +11,6 @@ import harness
 import pytest
 import reference
 import torch
-from test_hardening import mods  # noqa: F401 - the pack's modules, a shared fixture
 
 CFG = harness.TINY
 N_BLOCKS = CFG["depth"] + CFG["depth_single_blocks"]
@@ -31,9 +30,9 @@ def test_a_huge_levels_text_is_refused_at_once(mods):
     """The /prompt that grew a server to 3.7 GB: two million levels in the text."""
     start = time.monotonic()
     with pytest.raises(mods.errors.BokehInputError, match=f"more than {MAX} entries"):
-        mods.levels.BokehBlurLevels.execute(0.0, 28.0, 6, "3, " * 2_000_000)
+        mods.blur_levels.BokehBlurLevels.execute(0.0, 28.0, 6, "3, " * 2_000_000)
     assert time.monotonic() - start < 5  # reads 65 entries, not two million
-    values, _, _ = mods.levels.BokehBlurLevels.execute(0.0, 28.0, 6, ", ".join(["3"] * MAX)).result
+    values, _, _ = mods.blur_levels.BokehBlurLevels.execute(0.0, 28.0, 6, ", ".join(["3"] * MAX)).result
     assert len(values) == MAX
 
 
@@ -80,12 +79,12 @@ def test_apply_runs_over_lists_as_comfyui_does(mods, loaded):
 @pytest.mark.parametrize("text", ["1_0", "\u0663", "\uff11\uff10", "1e3", "nan", "inf", "0x10", "4.5.6", "+", "."])
 def test_k_lists_take_plain_decimal_numbers_only(mods, text):
     with pytest.raises(mods.errors.BokehInputError, match="not a plain decimal number") as e:
-        mods.levels.BokehBlurLevels.execute(0.0, 1.0, 2, f"0, {text}, 8")
+        mods.blur_levels.BokehBlurLevels.execute(0.0, 1.0, 2, f"0, {text}, 8")
     assert e.value.args[0].isascii()  # the entry is shown escaped, never as raw odd characters
 
 
 def test_plain_decimal_forms_are_read(mods):
-    values, text, _ = mods.levels.BokehBlurLevels.execute(0.0, 1.0, 2, "0, 4.5; .5 +3 12. 07").result
+    values, text, _ = mods.blur_levels.BokehBlurLevels.execute(0.0, 1.0, 2, "0, 4.5; .5 +3 12. 07").result
     assert values == [0.0, 4.5, 0.5, 3.0, 12.0, 7.0] and text == "0, 4.5, 0.5, 3, 12, 7"
 
 

@@ -1,25 +1,11 @@
 """Bokeh synthesis (shared/spec/bokeh-training.md sections 2.1, 2.3, 3.3) against the independent
 reference in tests/reference_render.py, and the Bokeh Render (classical) node in the host."""
 
-import math
-
 import harness
 import numpy as np
 import pytest
 import reference_render as ref
 import torch
-
-
-MODULES = {"render": "training.render", "defocus": "training.defocus", "exif": "training.exif",
-           "node": "nodes.render", "errors": "attention.errors"}
-
-
-@pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        def __getattr__(self, name):  # the pack's module, as ComfyUI loaded it
-            return harness.pack_module(MODULES[name])
-    return M()
 
 
 def scatter_cases():

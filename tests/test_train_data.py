@@ -13,18 +13,6 @@ from PIL import Image
 SIZE = 32
 
 
-@pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        data = harness.pack_module("training.data")
-        recipe = harness.pack_module("training.recipe")
-        trainer = harness.pack_module("training.trainer")
-        batches = harness.pack_module("training.batches")
-        exif = harness.pack_module("training.exif")
-        errors = harness.pack_module("attention.errors")
-    return M
-
-
 def photo(path, w=48, h=40, seed=0):
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)

@@ -35,18 +35,6 @@ def scene(seed: int):
     return bg.expand(3, -1, -1) * (1 - disc) + 0.5 * disc, 20.0 - 19.0 * disc, disc
 
 
-@pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        data = harness.pack_module("training.data")
-        recipe = harness.pack_module("training.recipe")
-        trainer = harness.pack_module("training.trainer")
-        step = harness.pack_module("training.step")
-        io = harness.pack_module("training.adapter_io")
-        render = harness.pack_module("training.render")
-    return M
-
-
 def scaled_vae():
     """The tiny random VAE with its latents scaled to the size of FLUX's (its random encoder gives
     about a tenth) and centred on the latent format's shift: the K-dependent part of a latent is

@@ -10,15 +10,6 @@ from test_adapter import CFG, N_BLOCKS, host_rms_eps, rel_err
 
 
 @pytest.fixture(scope="module")
-def mods(pack):
-    class M:
-        step = harness.pack_module("training.step")
-        binding = harness.pack_module("training.binding")
-        io = harness.pack_module("training.adapter_io")
-    return M
-
-
-@pytest.fixture(scope="module")
 def base_model(pack):
     return harness.tiny_flux(seed=21)
 
@@ -58,7 +49,7 @@ def reference_loss_and_grads(model, adapter, batch):
 
 def pack_loss_and_grads(mods, model, adapter, batch, checkpointing=False):
     adapter.zero_grad(set_to_none=True)
-    bound = mods.binding.bind_for_training(model, adapter)
+    bound = mods.train_binding.bind_for_training(model, adapter)
     loss = mods.step.adapter_loss(bound, adapter, batch, gradient_checkpointing=checkpointing)
     loss.backward()
     return loss, {k: p.grad for k, p in adapter.named_parameters()}
@@ -108,7 +99,7 @@ def test_adapter_at_init_is_the_base_model(mods, base_model, layout):
     through the bound adapter equals the unpatched model's, bit for bit (same kernels, same shapes)."""
     adapter = mods.io.new_adapter(CFG["hidden_size"], range(N_BLOCKS), rank=4, context=16, embed_hidden=8, seed=9)
     batch = make_batch(mods, **LAYOUTS[layout])
-    got = mods.step.predict(mods.binding.bind_for_training(base_model, adapter), adapter, batch)
+    got = mods.step.predict(mods.train_binding.bind_for_training(base_model, adapter), adapter, batch)
     harness.load_for_inference(base_model)
     x_t, t, kwargs, _ = mods.step.model_inputs(base_model, batch)
     with torch.no_grad():
@@ -128,7 +119,7 @@ def test_gradient_checkpointing_changes_nothing(mods, base_model):
     on, grads_on = pack_loss_and_grads(mods, base_model, adapter, batch, checkpointing=True)
     assert torch.equal(on, off)
     # and it does checkpoint: far fewer tensors are kept for backward
-    bound = mods.binding.bind_for_training(base_model, adapter)
+    bound = mods.train_binding.bind_for_training(base_model, adapter)
     kept = {}
     for flag in (False, True):
         count = [0]
@@ -150,7 +141,7 @@ def test_gradient_checkpointing_changes_nothing(mods, base_model):
 
 def test_bad_batches_are_refused(mods, base_model):
     adapter = random_adapter(mods)
-    bound = mods.binding.bind_for_training(base_model, adapter)
+    bound = mods.train_binding.bind_for_training(base_model, adapter)
     errors = harness.pack_module("attention.errors")
     with pytest.raises(errors.BokehInputError, match="swap indices"):
         mods.step.adapter_loss(bound, adapter, make_batch(mods, swap=[0, 1, 2, 9]))
