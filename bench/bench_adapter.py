@@ -1,7 +1,7 @@
 """Adapter overhead: sampling time of FLUX with and without the Bokeh adapter, same run.
 
-    python bench/bench_adapter.py                 # CPU: tiny and mid configs
-    python bench/bench_adapter.py --device cuda   # GPU: full FLUX.1 architecture, random bf16, 512^2 and 1024^2
+    python scripts/dev.py bench.bench_adapter                 # CPU: tiny and mid configs
+    python scripts/dev.py bench.bench_adapter --device cuda   # GPU: full FLUX.1 architecture, random bf16, 512^2 and 1024^2
 
 Targets (issue 3): overhead <= 10 % on CPU, <= 3 % on GPU.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-import common
+from . import common
 
 
 def main():

@@ -5,7 +5,7 @@ the bundled workflow bokeh_grounded_sweep_distributed.json on the tiny random mo
 tools/tiny_nodes.py (installed in each server, as the tests do), the real extension from
 ../shared/thirdparty/.
 
-    python bench/bench_distributed.py [--preset tiny|mid] [--size 256] [--steps 8] [--repeats 3]
+    python scripts/dev.py bench.bench_distributed [--preset tiny|mid] [--size 256] [--steps 8] [--repeats 3]
 
 The tiny model's steps cost about the same for 5 rows as for 13 (per-call overhead dominates),
 so sharing rows out gains little there; the mid model (hidden 768, 18 blocks; its own random
@@ -35,11 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import common  # noqa: F401 (puts tools/ on sys.path)
 
-import distributed_pack  # noqa: E402
-import harness  # noqa: E402
-from model_files import ADAPTER  # noqa: E402
+from ..fixtures import distributed_pack, harness
+from ..runner.model_files import ADAPTER
 
 TARGETS = "0, 2, 4, 6, 8, 10, 12, 15, 18, 21, 24, 28"
 WORKERS = ["w1", "w2"]

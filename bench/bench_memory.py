@@ -2,7 +2,7 @@
 (one PromptExecutor, its caches carrying over between prompts), then drop them. Prints how many
 adapter weight sets are alive and how much the process grew.
 
-    python bench/bench_memory.py               # 10 files of about 70 MB each, tiny FLUX, CPU
+    python scripts/dev.py bench.bench_memory               # 10 files of about 70 MB each, tiny FLUX, CPU
 
 Target (issue 8): at most one adapter alive after the loop (the one the last prompt used, held by
 ComfyUI's output cache and the pack's one-entry file cache), none after dropping, RSS growth
@@ -18,9 +18,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-
-import harness  # noqa: E402
+from ..fixtures import harness
 
 
 def rss_mb() -> float:

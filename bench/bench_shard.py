@@ -2,7 +2,7 @@
 one loopback ComfyUI vs two, and the runner's own overhead. CPU, the --check graph on tiny
 random models (tools/tiny_nodes.py installed in each server, as the tests do).
 
-    python bench/bench_shard.py [--size 256] [--steps 8] [--repeats 3]
+    python scripts/dev.py bench.bench_shard [--size 256] [--steps 8] [--repeats 3]
 
 Every timed sweep has a new seed, so the servers render it anew (ComfyUI answers a repeated
 prompt from its cache); the model-building nodes stay cached, as in a user's second run. The
@@ -26,14 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import common  # noqa: F401 (puts tools/ on sys.path)
-
-import harness  # noqa: E402
-import shard_sweep  # noqa: E402
-
-sys.path.insert(0, str(harness.REPO / "scripts"))
-import bokeh_sweep  # noqa: E402
-from model_files import ADAPTER  # noqa: E402
+from ..fixtures import harness
+from ..runner import shard as shard_sweep
+from ..runner import sweep_command as bokeh_sweep
+from ..runner.model_files import ADAPTER
 
 TARGETS = "0, 2, 4, 6, 8, 10, 12, 15, 18, 21, 24, 28"
 

@@ -3,8 +3,8 @@
   reference six 2-row batches [target, pivot], each grounded (the authors' procedure)
   free      one batch of 7 without grounding (window 0)
 
-    python bench/bench_sweep.py                   # CPU: tiny and mid configs
-    python bench/bench_sweep.py --device cuda     # GPU: full FLUX.1 architecture, random bf16, 512^2 and 1024^2
+    python scripts/dev.py bench.bench_sweep                   # CPU: tiny and mid configs
+    python scripts/dev.py bench.bench_sweep --device cuda     # GPU: full FLUX.1 architecture, random bf16, 512^2 and 1024^2
 
 Targets (issue 4): grounded <= 0.6x reference, <= 1.2x free.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-import common
+from . import common
 
 PIVOT, TARGETS = 15.0, [0.0, 4.0, 8.0, 12.0, 18.0, 28.0]
 

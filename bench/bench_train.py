@@ -1,8 +1,8 @@
 """Step time (and on a GPU peak memory) of one adapter training step: the loss of training/step.py,
 its backward and an AdamW step, with and without gradient checkpointing.
 
-    python bench/bench_train.py                      # CPU, tiny FLUX, float32 (the tests' size)
-    python bench/bench_train.py --device cuda        # full FLUX.1 architecture, random bf16 weights, 512^2
+    python scripts/dev.py bench.bench_train                      # CPU, tiny FLUX, float32 (the tests' size)
+    python scripts/dev.py bench.bench_train --device cuda        # full FLUX.1 architecture, random bf16 weights, 512^2
 
 GPU mode follows the recipe's memory plan (spec bokeh-training.md 1.6): bf16 base, float32 adapter
 (rank 128, every block), gradients and AdamW state; 4 rows (the authors' batch per GPU) at 512 x
@@ -14,21 +14,18 @@ allocated memory per case.
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import time
 
-import common
+from . import common
 
 
 def training_modules():
-    common.pack()
+    import types
 
-    class T:
-        step = importlib.import_module("bokeh_bench_pack.training.step")
-        binding = importlib.import_module("bokeh_bench_pack.training.binding")
-        io = importlib.import_module("bokeh_bench_pack.training.adapter_io")
-    return T
+    from ..training import adapter_io, binding, step
+
+    return types.SimpleNamespace(step=step, binding=binding, io=adapter_io)
 
 
 def make_batch(T, cfg, rows, size, txt_tokens, reference, device):

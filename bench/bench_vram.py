@@ -2,8 +2,8 @@
 VRAM on or off (ComfyUI 0.16+ on NVIDIA; e.g. the 0.30.0 host). GPU only; one setting per process,
 since Dynamic VRAM is chosen before any model exists (as main.py does).
 
-    python bench/bench_vram.py --dynamic on     # bench/gpu.sh runs both
-    python bench/bench_vram.py --dynamic off
+    python scripts/dev.py bench.bench_vram --dynamic on     # bench/gpu.sh runs both
+    python scripts/dev.py bench.bench_vram --dynamic off
 
 Prints, per case: median seconds of a sampling run (full FLUX.1 architecture, random bf16
 weights), torch's peak allocated memory, and the device memory in use after the run.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-import common
+from . import common
 
 
 def enable_dynamic_vram() -> str:

@@ -7,35 +7,21 @@ the model and the pack's patch. Runs of a comparison are interleaved and the med
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import statistics
-import sys
 import time
-from pathlib import Path
+import types
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
-
-import harness  # noqa: E402
+from ..fixtures import harness
 
 CONFIGS = {"tiny": harness.TINY, "mid": harness.MID, "full": harness.FULL}
 
 
 def pack():
-    """The pack's modules without ComfyUI's node loader (so a GPU box needs no node deps)."""
-    if "bokeh_bench_pack" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bokeh_bench_pack", REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["bokeh_bench_pack"] = mod
-        spec.loader.exec_module(mod)
+    """The pack's modules the benchmarks drive (imported once the host is booted)."""
+    from ..attention import bokeh, families, flux_binding
+    from ..weights import keys
 
-    class P:
-        binding = importlib.import_module("bokeh_bench_pack.attention.flux_binding")
-        keys = importlib.import_module("bokeh_bench_pack.weights.keys")
-        families = importlib.import_module("bokeh_bench_pack.attention.families")
-        bokeh = importlib.import_module("bokeh_bench_pack.attention.bokeh")
-    return P
+    return types.SimpleNamespace(binding=flux_binding, keys=keys, families=families, bokeh=bokeh)
 
 
 def build_model(name: str, device: str, dtype):

@@ -12,7 +12,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY_BOOT="${PYTHON:-python3}"
 TORCH_REQ="${BOKEH_TORCH:-torch==2.14.1 torchvision==0.29.1}"
 
-HOST="$("$PY_BOOT" "$REPO/tools/comfy_host.py")"
+HOST="$("$PY_BOOT" "$REPO/runner/host.py")"
 echo "[setup] ComfyUI host: $HOST" >&2
 
 # The host's requirements minus torch (pinned above) and torchaudio (optional on 0.3.75 and

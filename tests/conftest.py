@@ -1,10 +1,22 @@
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import pack  # scripts/pack.py, the one loader of the pack (pyproject's pytest pythonpath: scripts)
+import pytest
+
+# The tests' import path, set here once: the runner's and the fixtures' modules the tests import by
+# a short name (`import harness`) are the pack's own modules, one copy each.
+TEST_IMPORTS = {
+    "harness": "fixtures.harness", "tiny_nodes": "fixtures.test_nodes.tiny_nodes", "thirdparty": "fixtures.thirdparty",
+    "distributed_pack": "fixtures.distributed_pack", "comfy_client": "runner.client", "shard_sweep": "runner.shard",
+    "workflow_api": "runner.workflow_api", "model_files": "runner.model_files", "bokeh_sweep": "runner.sweep_command",
+    "make_locales": "tools.make_locales", "make_workflows": "tools.make_workflows",
+}
+for short, name in TEST_IMPORTS.items():
+    sys.modules[short] = pack.module(name)
 
 import harness  # noqa: E402
-import pytest  # noqa: E402
+
+harness.boot()  # the tests run on the CPU; the tiny models need the host imported
 
 
 @pytest.fixture(scope="session")

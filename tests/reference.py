@@ -229,5 +229,5 @@ def forward(sd, cfg, x, timestep, context, y, guidance, adapter=None, k_inputs=N
     return out
 
 
-# The random adapter maker lives with the tiny test models (tools/harness.py).
+# The random adapter maker lives with the tiny test models (fixtures/tiny_models.py).
 from harness import random_adapter_sd  # noqa: E402,F401

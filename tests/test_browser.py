@@ -7,7 +7,7 @@ For each bundled workflow, fetched from the template endpoint and loaded through
 no missing node types, no missing-node dialog, no node in error, no console error caused by the
 pack, and the labels of our nodes as `locales/en/nodeDefs.json` says. Then the grounded sweep runs
 on tiny random models (a second, test-only custom node folder registers the stand-ins of
-tools/tiny_nodes.py; a tiny random adapter sits in models/bokeh_diffusion/) with the page as the
+fixtures/test_nodes; a tiny random adapter sits in models/bokeh_diffusion/) with the page as the
 client, and the sweep images, the contact sheet, the Blur Meter's report and plot come back.
 
 Screenshots land in .cache/browser-screenshots/ (git-ignored). Skipped only where there is no
@@ -438,7 +438,7 @@ def test_grounded_sweep_runs_with_the_page_as_client(pack, page, server):
     workflow = workflow_api.load(REPO / "workflows" / f"{SWEEP}.json")
     prompt = workflow_api.ui_to_api(workflow)
 
-    # What the page's own Run button would send agrees with tools/workflow_api.py.
+    # What the page's own Run button would send agrees with runner/workflow_api.py.
     sent = page.js_async("return (await app.graphToPrompt()).output;")
     assert sorted(sent, key=int) == sorted(prompt, key=int)
     for key, node in prompt.items():
@@ -446,7 +446,7 @@ def test_grounded_sweep_runs_with_the_page_as_client(pack, page, server):
         differ = {k: (sent[key]["inputs"].get(k), v) for k, v in node["inputs"].items() if sent[key]["inputs"].get(k) != v}
         assert not differ, f"node {key} ({node['class_type']}): frontend vs ui_to_api: {differ}"
 
-    tiny = workflow_api.swap_for_tiny_models(copy.deepcopy(prompt))
+    tiny = harness.swap_for_tiny_models(copy.deepcopy(prompt))
     for node in tiny.values():
         if node["class_type"] == "KSampler":
             node["inputs"]["steps"] = STEPS

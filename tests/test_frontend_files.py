@@ -19,10 +19,10 @@ LOADER_FILES = {  # loader -> widget names holding model files
 
 def test_locale_file_and_docs_match_the_schemas(pack):
     committed = (harness.REPO / "locales" / "en" / "nodeDefs.json").read_text()
-    assert committed == make_locales.render(), "run: python tools/make_locales.py"
+    assert committed == make_locales.render(), "run: python scripts/dev.py tools.make_locales"
     for node_id, page in make_locales.doc_pages().items():
         path = harness.REPO / "web" / "docs" / f"{node_id}.md"
-        assert path.read_text() == page, f"{path.name} is stale: run python tools/make_locales.py"
+        assert path.read_text() == page, f"{path.name} is stale: run python scripts/dev.py tools.make_locales"
 
 
 def test_every_input_and_output_has_a_label(pack):

@@ -159,15 +159,14 @@ def test_ctrl_c_stops_the_sampler_says_what_was_written_and_exits_130(tmp_path):
 
 def test_runner_imports_no_test_fixtures():
     """The main job stands on the in-process host alone; tiny models come in only with --check."""
-    code = ("import sys; sys.path.insert(0, 'scripts'); import bokeh_sweep; "
-            "bad = {'harness', 'tiny_models', 'tiny_nodes'} & set(sys.modules); assert not bad, bad")
+    code = ("import sys; sys.path.insert(0, 'scripts'); import pack; pack.module('runner.sweep_command'); "
+            "bad = [m for m in sys.modules if '.fixtures' in m or m.startswith('fixtures')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=harness.REPO, check=True)
 
 
 def test_a_path_on_the_command_line_wins_over_a_same_named_listed_file(pack, tmp_path):
     import folder_paths
 
-    sys.path.insert(0, str(harness.REPO / "scripts"))
     import bokeh_sweep
 
     listed, given = tmp_path / "listed", tmp_path / "given"
@@ -227,7 +226,6 @@ def test_missing_files_point_at_the_current_folder_name_in_an_installed_comfyui(
     one of the current name (models/diffusion_models, not the legacy models/unet listed first)."""
     import folder_paths
 
-    sys.path.insert(0, str(harness.REPO / "scripts"))
     import bokeh_sweep
 
     for folder in ("diffusion_models", "text_encoders"):

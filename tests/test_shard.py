@@ -2,7 +2,7 @@
 
 Three real `main.py --cpu` servers on loopback, started together once for the module and
 stopped by their processes: a and b are folders made as the README tells a user to make them
-(tools/tiny_server.py: this pack, the test-only tiny model nodes of tools/tiny_nodes.py and a tiny
+(scripts/tiny_server.py: this pack, the test-only tiny model nodes of fixtures/test_nodes and a tiny
 random adapter in models/bokeh_diffusion), with more adapters added; c is a bare ComfyUI without the pack. The runner's --check mode swaps
 the FLUX loaders for those tiny nodes, so the images are noise, but every image goes through
 the real sampler, the pack's grounding, the server's queue, websocket, /history and /view.
@@ -33,8 +33,7 @@ import shard_sweep
 from model_files import ADAPTER
 from PIL import Image
 
-sys.path.insert(0, str(harness.REPO / "scripts"))
-import bokeh_sweep  # noqa: E402
+import bokeh_sweep  # noqa: E402 (runner/sweep_command.py, tests/conftest.py)
 
 RUNNER = harness.REPO / "scripts" / "bokeh_sweep.py"
 TARGETS = "0, 6, 12, 20, 28"  # 5 targets: shards of 3 and 2 on two servers
@@ -47,8 +46,8 @@ ONLY_ON_A = "bokeh_shard_only_on_a.safetensors"
 
 
 def tiny_server_folder(base):
-    """A server folder as the README tells a user to make one: tools/tiny_server.py, run as a command."""
-    proc = subprocess.run([sys.executable, str(harness.REPO / "tools" / "tiny_server.py"), str(base)],
+    """A server folder as the README tells a user to make one: scripts/tiny_server.py, run as a command."""
+    proc = subprocess.run([sys.executable, str(harness.REPO / "scripts" / "tiny_server.py"), str(base)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"--base-directory {base}" in proc.stdout and "bokeh_sweep.py --check --servers" in proc.stdout

@@ -66,7 +66,7 @@ def test_workflow_validates_and_runs(path):
     for kind, (name, value) in RUN_LEVELS.items():
         for key in workflow_api.find(prompt, kind):
             prompt[key]["inputs"][name] = value
-    result = harness.run_prompt(workflow_api.swap_for_tiny_models(prompt))
+    result = harness.run_prompt(harness.swap_for_tiny_models(prompt))
     assert result.ok, (result.errors.get("exception_message"), result.errors.get("node_errors") or result.errors)
     saved = [out for out in result.ui.values() if "images" in out]
     assert saved and all(out["images"] for out in saved)
@@ -112,7 +112,7 @@ def test_missing_node_type_and_bad_link_fail():
 
 def test_host_rejects_a_mistyped_link():
     workflow = workflow_api.load(harness.REPO / "workflows" / "bokeh_single_image.json")
-    prompt = workflow_api.swap_for_tiny_models(workflow_api.ui_to_api(workflow))
+    prompt = harness.swap_for_tiny_models(workflow_api.ui_to_api(workflow))
     (ks,) = workflow_api.find(prompt, "KSampler")
     prompt[ks]["inputs"]["model"] = prompt[ks]["inputs"]["positive"]
     result = harness.run_prompt(prompt)

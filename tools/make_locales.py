@@ -5,7 +5,7 @@
 - web/docs/<NodeId>.md: the node documentation panel's page (what the node does, a small
   example, then its inputs and outputs as tables made from the same schema).
 
-    python tools/make_locales.py      # in the venv of scripts/setup.sh
+    python scripts/dev.py tools.make_locales      # in the venv of scripts/setup.sh
 
 tests/test_frontend_files.py checks that the committed files equal what this writes.
 """
@@ -16,9 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import inprocess  # noqa: E402
+from ..runner import inprocess
 
 OUT = inprocess.REPO / "locales" / "en" / "nodeDefs.json"
 DOCS = inprocess.REPO / "web" / "docs"

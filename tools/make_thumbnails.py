@@ -1,7 +1,7 @@
 """Writes the template browser's thumbnails (workflows/<name>.jpg): drawn illustrations of what each
 workflow does, labelled as illustrations. They are never model output and do not pretend to be.
 
-    python tools/make_thumbnails.py      # any Python with Pillow (the venv of scripts/setup.sh has it)
+    python scripts/dev.py tools.make_thumbnails      # any Python with Pillow (the venv of scripts/setup.sh has it)
 """
 
 from __future__ import annotations

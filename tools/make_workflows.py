@@ -1,7 +1,7 @@
 """Writes the bundled example workflows (workflows/*.json, UI-graph format) from short
 descriptions, with input/output slots and widget order taken from the live host.
 
-    python tools/make_workflows.py      # in the venv of scripts/setup.sh
+    python scripts/dev.py tools.make_workflows      # in the venv of scripts/setup.sh
 
 The files are committed; tests/test_workflows.py converts them back as a user's ComfyUI would.
 """
@@ -12,11 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import inprocess  # noqa: E402
-from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, KONTEXT_UNET, PHOTO_ADAPTER, PHOTO_IMAGE, T5, model_rows  # noqa: E402
-from workflow_api import is_widget, widget_inputs  # noqa: E402
+from ..runner import inprocess
+from ..runner.model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, KONTEXT_UNET, PHOTO_ADAPTER, PHOTO_IMAGE, T5, model_rows
+from ..runner.workflow_api import is_widget, widget_inputs
 
 OUT = inprocess.REPO / "workflows"
 PROMPT = "a portrait of a woman in a sunlit garden, roses in the foreground and background, 35mm photograph"

@@ -1,4 +1,4 @@
-"""What a sweep shared out over servers writes (tools/shard_sweep.py): the whole sweep as a local
+"""What a sweep shared out over servers writes (runner/shard.py): the whole sweep as a local
 run writes it, or, when stopped, the finished shards as a labelled partial sweep; and the check
 that the shards' pivots are the same image."""
 
@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import sweep_files
-from pack_pure import pack_module
+from ..sweep import blur_meter, contact_sheet, levels, plot
+from . import files as sweep_files
 
 # Largest mean |difference| between two shards' pivots, in 0..255 levels, still taken as the
 # same image: the same models give 0 on CPU (measured, tests/test_shard.py); a GPU may round
@@ -68,13 +68,13 @@ def write_outputs(out_dir: Path, graph, result, prompts: list[dict], note: str =
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    labels = pack_module("sweep.levels").Sweep(tuple(result.ks), 0).labels(len(result.ks))
+    labels = levels.Sweep(tuple(result.ks), 0).labels(len(result.ks))
     images = torch.from_numpy(result.images).float() / 255.0
-    meter = pack_module("sweep.blur_meter").measure_sweep(images, result.ks)
+    meter = blur_meter.measure_sweep(images, result.ks)
     result.report = meter.report(labels, result.ks) + (f"\n\n{note}" if note else "")
-    sheet = pack_module("sweep.contact_sheet").contact_sheet(images, labels, graph.columns)[0]
-    plot = pack_module("sweep.plot").sweep_plot(result.ks, meter.sharpness, 0, f"Blur vs K: {meter.trend_text()}", meter.correlations(),
-                                                min_span=5 * pack_module("sweep.blur_meter").NOISE)[0]
+    sheet = contact_sheet.contact_sheet(images, labels, graph.columns)[0]
+    plot_image = plot.sweep_plot(result.ks, meter.sharpness, 0, f"Blur vs K: {meter.trend_text()}", meter.correlations(),
+                                     min_span=5 * blur_meter.NOISE)[0]
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, (image, prompt, k) in enumerate(zip(result.images, prompts, result.ks)):
@@ -85,7 +85,7 @@ def write_outputs(out_dir: Path, graph, result, prompts: list[dict], note: str =
         result.files.append(name)
     name = f"{graph.prefixes['sheet']}.png"
     Image.fromarray(_uint8(sheet)).save(out_dir / name)
-    plot = _uint8(plot)
-    Image.fromarray(sweep_files.stamp_check(plot) if note else plot).save(out_dir / sweep_files.PLOT)
+    plot_image = _uint8(plot_image)
+    Image.fromarray(sweep_files.stamp_check(plot_image) if note else plot_image).save(out_dir / sweep_files.PLOT)
     (out_dir / sweep_files.REPORT).write_text(result.report + "\n")
     result.files += [name, sweep_files.PLOT, sweep_files.REPORT]

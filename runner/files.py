@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from sweep_args import DEFAULT_OUTPUT
+from .args import DEFAULT_OUTPUT
 
 CHECK_NOTE = ("--check: these images are noise from TINY RANDOM models, so the blur verdict above means nothing; "
               "this run only proves that ComfyUI, the pack and the graph work on this machine.")

@@ -5,7 +5,7 @@ one seed's noise (every row the same noise, nodes/pivot.py); each target attends
 the pivot, the pivot to itself only. So [pivot, some targets] rendered anywhere gives the same
 pivot and the same images for those targets. The targets are cut into shards of balanced size
 (one per server), each shard goes to a server as the bundled graph cut to what renders the
-images (tools/comfy_client.py: HTTP API and websocket), and the whole sweep is assembled here:
+images (runner/client.py: HTTP API and websocket), and the whole sweep is assembled here:
 the pivot once, every target once, the contact sheet and the blur report of the whole sweep.
 
 Faults: a server that is down, lacks the pack, a node type or a model (it refuses the graph),
@@ -28,13 +28,14 @@ import sys
 import time
 from pathlib import Path
 
-import comfy_client
 import numpy as np
-import sweep_files
-import workflow_api
-from comfy_client import ComfyServer, ServerError
-from pack_pure import pack_module
-from shard_files import PIVOT_TOLERANCE, pivot_diffs, write_outputs, write_partial  # noqa: F401 (part of this module's API)
+from ..attention.errors import BokehError
+from ..sweep import levels as sweep_levels
+from . import client as comfy_client
+from . import files as sweep_files
+from . import workflow_api
+from .client import ComfyServer, ServerError
+from .shard_files import PIVOT_TOLERANCE, pivot_diffs, write_outputs, write_partial  # noqa: F401 (part of this module's API)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class MissingModels(SweepError):
         super().__init__("; ".join(f"{name} (in models/{folder})" for name, folder in missing))
 
     def lines(self) -> str:
-        from model_files import where_to_get
+        from .model_files import where_to_get
 
         return "\n".join(f"    {name}\n        goes in: models/{folder} on that server (or a folder of its "
                          f"extra_model_paths.yaml), then restart it or refresh its model lists\n"
@@ -117,8 +118,8 @@ class SweepGraph:
         if "target_levels" in inputs:
             raise SweepError("the sweep graph links Target Levels into Bokeh Pivot Batch; --servers shards the Targets text")
         try:
-            levels = pack_module("sweep.levels").parse_levels(str(inputs["targets"]), "targets")
-        except pack_module("attention.errors").BokehError as e:
+            levels = sweep_levels.parse_levels(str(inputs["targets"]), "targets")
+        except BokehError as e:
             raise SweepError(str(e)) from None
         if not levels:
             raise SweepError("--targets lists no blur level; e.g. --targets '0, 4, 8, 12, 18, 28'")
@@ -328,7 +329,7 @@ async def _sweep(urls, build_prompt, on_event, progress, state: _Progress, stall
             error = NoServerLeft(f"no server can take the work:\n{lines}")
             error.exit_code = 2 if missing.keys() == faults.keys() else 1
             raise error
-        most = pack_module("sweep.levels").MAX_TARGETS
+        most = sweep_levels.MAX_TARGETS
         shards = [Shard(i, levels) for i, levels in enumerate(split(graph.levels, len(fit), most))]
         state.graph, state.shards = graph, shards
         log.info("%s in %s on %s: %s", _count(len(graph.levels), "target"), _count(len(shards), "shard"),

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, KONTEXT_UNET, PHOTO_ADAPTER, T5
+from .model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, KONTEXT_UNET, PHOTO_ADAPTER, T5
 
 DEFAULT_PROMPT = "a portrait of a woman in a sunlit garden, roses in the foreground and background, 35mm photograph"
 DEFAULT_TARGETS = "0, 4, 8, 12, 18, 28"
@@ -168,15 +168,16 @@ def _output(given: str | None) -> None:
                          f"--output out: each run then gets its own new folder under {DEFAULT_OUTPUT}")
 
 
-def check(args, pack_module) -> None:
+def check(args) -> None:
     """Every value, before anything loads; UsageError for the first that cannot be used.
     ``pack_module(name)`` imports a pure module of the pack (sweep.checks, sweep.levels)."""
-    checks, levels_mod = pack_module("sweep.checks"), pack_module("sweep.levels")
-    BokehError = pack_module("attention.errors").BokehError  # noqa: N806 (a class)
-    k_levels = pack_module("attention.k_levels")
+    from ..attention import k_levels
+    from ..attention.errors import BokehError
+    from ..sweep import checks
+    from ..sweep import levels as levels_mod
     flavour, k_range = k_levels.PHOTO if args.photo else k_levels.TEXT, k_levels.K_RANGE
     if args.servers is not None:
-        import comfy_client
+        from . import client as comfy_client
 
         try:
             comfy_client.parse_servers(args.servers)
@@ -226,13 +227,13 @@ def check(args, pack_module) -> None:
     _output(args.output)
 
 
-def parse(argv=None, pack_module=None):
+def parse(argv=None, check_args: bool = True):
     """The parsed and checked arguments; prints the one line and exits 2 on a mistake."""
     p = parser()
     args = p.parse_args(argv)
-    if pack_module is not None:
+    if check_args:
         try:
-            check(args, pack_module)
+            check(args)
         except UsageError as e:
             print(f"{p.prog}: {e}", file=sys.stderr)
             raise SystemExit(2) from None

@@ -13,9 +13,9 @@ For the CI host matrix (``.ci/run``) it also unpacks the real ComfyUI source arc
 ``../shared/hosts/`` (``comfyui-<version>.tar.gz``, checked against that folder's
 ``SHA256SUMS``) into ``.cache/``:
 
-    python tools/comfy_host.py                       # the host, in the order above
-    python tools/comfy_host.py --pinned              # the registry copy, whatever COMFYUI_PATH says
-    python tools/comfy_host.py --archive comfyui-0.8.0.tar.gz   # exit code 3: archive absent
+    python runner/host.py                       # the host, in the order above
+    python runner/host.py --pinned              # the registry copy, whatever COMFYUI_PATH says
+    python runner/host.py --archive comfyui-0.8.0.tar.gz   # exit code 3: archive absent
 """
 
 from __future__ import annotations
@@ -145,6 +145,14 @@ def find_host(fetch: bool = True) -> Path:
     return _fetch_pinned()
 
 
+def importable(root: Path) -> None:
+    """Make the host's own top-level modules (comfy, nodes, folder_paths, ...) importable here, as
+    running ComfyUI's main.py from its folder does: they import each other by those names. The
+    runner's one change to the import path; the pack's own folders are never put on it."""
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
 def main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["--archive"] and len(argv) == 2:
@@ -154,13 +162,13 @@ def main(argv: list[str]) -> int:
         elif not argv:
             print(find_host())
         else:
-            print("usage: comfy_host.py [--pinned | --archive NAME]", file=sys.stderr)
+            print("usage: runner/host.py [--pinned | --archive NAME]", file=sys.stderr)
             return 2
     except ArchiveMissing as e:
-        print(f"[comfy_host] {e}", file=sys.stderr)
+        print(f"[runner/host.py] {e}", file=sys.stderr)
         return 3
     except HostNotFound as e:
-        print(f"[comfy_host] {e}", file=sys.stderr)
+        print(f"[runner/host.py] {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -10,7 +10,6 @@ its stored value but the link wins.
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 FRONTEND_ONLY = {"Note", "MarkdownNote"}
@@ -92,32 +91,5 @@ def ui_to_api(workflow: dict, node_classes=None) -> dict:
     return prompt
 
 
-def text_seed(text: str) -> int:
-    """The seed of the random conditioning that stands in for encoding ``text`` (tests, --check)."""
-    return zlib.crc32(str(text).encode()) % 2**31
-
-
 def find(prompt: dict, class_type: str) -> list[str]:
     return [k for k, v in prompt.items() if v["class_type"] == class_type]
-
-
-def swap_for_tiny_models(prompt: dict, preset: str = "tiny") -> dict:
-    """Replace model loading and text encoding with tiny random models (tools/tiny_nodes.py);
-    every other node stays as saved."""
-    out = {}
-    for key, node in prompt.items():
-        kind, inputs = node["class_type"], node["inputs"]
-        if kind == "UNETLoader":
-            out[key] = {"class_type": "BokehTestTinyFlux", "inputs": {"seed": 0, "preset": preset}}
-        elif kind == "CheckpointLoaderSimple":
-            out[key] = {"class_type": "BokehTestTinyCheckpoint", "inputs": {"seed": 0, "preset": preset}}
-        elif kind == "VAELoader":
-            out[key] = {"class_type": "BokehTestTinyVAE", "inputs": {"seed": 0}}
-        elif kind == "CLIPTextEncode":
-            seed = text_seed(inputs.get("text", ""))
-            out[key] = {"class_type": "BokehTestConditioning", "inputs": {"seed": seed, "guidance": 1.0, "preset": preset}}
-        elif kind == "DualCLIPLoader":  # for Bokeh Photo Prompt (CLIPTextEncode is swapped above)
-            out[key] = {"class_type": "BokehTestTinyCLIP", "inputs": {"preset": preset}}
-        else:
-            out[key] = node
-    return out

@@ -1,9 +1,10 @@
 """A real ComfyUI, in-process: what the sweep runner, the tests and the benchmarks run graphs on.
 
-Nothing of the host is stubbed: the host is found by tools/comfy_host.py (COMFYUI_PATH, the
+Nothing of the host is stubbed: the host is found by runner/host.py (COMFYUI_PATH, the
 ComfyUI two folders up, or the pinned copy), its modules are imported as they are, this pack
-is loaded by ComfyUI's own custom-node loader, and prompts go through the host's
-``validate_prompt`` and ``PromptExecutor``. Test fixtures (tiny models) live in tiny_models.py.
+is loaded by ComfyUI's own custom-node loader from the custom_nodes folder scripts/pack.py made
+(so the host's module is the one this runner is part of), and prompts go through the host's
+``validate_prompt`` and ``PromptExecutor``. Test fixtures (tiny models) live in fixtures/.
 """
 
 from __future__ import annotations
@@ -20,25 +21,20 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from . import host
+
 REPO = Path(__file__).resolve().parent.parent
-PACK_DIR_NAME = "comfyui_bokeh_diffusion"
+PACK = __package__.rpartition(".")[0]  # the pack's module name (scripts/pack.py)
 
 _state = {}
-
-def _host_root() -> Path:
-    spec = importlib.util.spec_from_file_location("_bokeh_comfy_host", REPO / "tools" / "comfy_host.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.find_host()
 
 
 def boot(cpu: bool = True) -> Path:
     """Import the host (once per process). Returns the ComfyUI root."""
     if "root" in _state:
         return _state["root"]
-    root = _host_root()
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    root = host.find_host()
+    host.importable(root)
     import comfy.options
 
     comfy.options.enable_args_parsing(False)
@@ -62,27 +58,23 @@ def load_pack():
     import folder_paths
     import nodes
 
-    nodes_dir = Path(tempfile.mkdtemp(prefix="bokeh_custom_nodes_"))
-    (nodes_dir / PACK_DIR_NAME).symlink_to(REPO, target_is_directory=True)
-    folder_paths.folder_names_and_paths["custom_nodes"] = ([str(nodes_dir)], set())
+    folder = Path(sys.modules[PACK].__path__[0])  # <custom_nodes of its own>/<pack>, made by scripts/pack.py
+    folder_paths.folder_names_and_paths["custom_nodes"] = ([str(folder.parent)], set())
     out_dir = Path(tempfile.mkdtemp(prefix="bokeh_output_"))
     folder_paths.set_output_directory(str(out_dir))
     folder_paths.set_temp_directory(str(out_dir / "temp"))
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
-    module_path = str(nodes_dir / PACK_DIR_NAME)
-    sys_name = module_path.replace(".", "_x_")
-    pack = sys.modules.get(sys_name)
-    if pack is None:
-        raise RuntimeError(f"ComfyUI did not load the pack from {module_path}; see the log above")
+    pack = sys.modules.get(PACK)
+    if pack is None or not hasattr(pack, "comfy_entrypoint") or f"{PACK}.nodes" not in sys.modules:
+        raise RuntimeError(f"ComfyUI did not load the pack from {folder}; see the log above")
     _state["pack"] = pack
-    _state["pack_name"] = sys_name
     return pack
 
 
 def pack_module(name: str):
     """A submodule of the pack as ComfyUI loaded it, e.g. pack_module('attention.bokeh')."""
     load_pack()
-    return importlib.import_module(f"{_state['pack_name']}.{name}")
+    return importlib.import_module(f"{PACK}.{name}")
 
 
 class _Server:
