@@ -6,6 +6,7 @@ import json
 
 import harness
 import make_locales
+import make_workflows
 import pytest
 import workflow_api
 from model_files import ADAPTER, DOWNLOADS, PHOTO_ADAPTER
@@ -23,6 +24,22 @@ def test_locale_file_and_docs_match_the_schemas(pack):
     for node_id, page in make_locales.doc_pages().items():
         path = harness.REPO / "web" / "docs" / f"{node_id}.md"
         assert path.read_text() == page, f"{path.name} is stale: run python scripts/dev.py tools.make_locales"
+
+
+def test_the_bundled_workflows_are_what_the_generator_writes(pack):
+    """workflows/*.json are generated (tools/make_workflows.py, from the live node schemas of the
+    floor host, 0.3.75): a regeneration there gives the committed files, byte for byte, and no
+    other. Newer hosts describe some core nodes differently (0.33.0's SaveImage lists an output),
+    so their regeneration differs by design; the workflows' loading there is test_workflows.py's."""
+    import comfyui_version
+
+    if comfyui_version.__version__ != "0.3.75":
+        pytest.skip(f"the workflows are generated on ComfyUI 0.3.75 (the floor); this host is {comfyui_version.__version__}")
+    rendered = make_workflows.render()
+    committed = {path.name: path.read_text() for path in WORKFLOWS}
+    assert sorted(rendered) == sorted(committed), "run: python scripts/dev.py tools.make_workflows"
+    for name, text in rendered.items():
+        assert committed[name] == text, f"workflows/{name} is stale: run python scripts/dev.py tools.make_workflows"
 
 
 def test_every_input_and_output_has_a_label(pack):

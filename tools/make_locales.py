@@ -13,7 +13,6 @@ tests/test_frontend_files.py checks that the committed files equal what this wri
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from ..runner import inprocess

@@ -9,7 +9,6 @@ The files are committed; tests/test_workflows.py converts them back as a user's 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from ..runner import inprocess
@@ -17,6 +16,7 @@ from ..runner.model_files import ADAPTER, AE, CLIP_L, FLUX_CKPT, FLUX_UNET, KONT
 from ..runner.workflow_api import is_widget, widget_inputs
 
 OUT = inprocess.REPO / "workflows"
+_rendered: dict = {}  # file name -> text, filled by Graph.save
 PROMPT = "a portrait of a woman in a sunlit garden, roses in the foreground and background, 35mm photograph"
 SEED = 65578
 
@@ -154,7 +154,7 @@ class Graph:
         data = {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
                 "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
                 "version": 0.4}
-        (OUT / name).write_text(json.dumps(data, indent=1) + "\n")
+        _rendered[name] = json.dumps(data, indent=1) + "\n"
 
 
 def flux_front(g, checkpoint=False):
@@ -333,10 +333,10 @@ def classical_render():
     g.save("bokeh_classical_render.json")
 
 
-def main():
-    inprocess.quiet_host_logging()
-    inprocess.load_pack()
-    OUT.mkdir(exist_ok=True)
+def render() -> dict:
+    """Every bundled workflow: file name -> the text of workflows/<name>. Needs the pack loaded
+    (the node schemas give the inputs' order and types)."""
+    _rendered.clear()
     single_image()
     grounded_sweep()
     grounded_sweep(checkpoint=True)
@@ -345,7 +345,17 @@ def main():
     photo_graph(stack=False)
     photo_graph(stack=True)
     classical_render()
-    print("wrote", ", ".join(sorted(p.name for p in OUT.glob("*.json"))))
+    return dict(_rendered)
+
+
+def main():
+    inprocess.quiet_host_logging()
+    inprocess.load_pack()
+    OUT.mkdir(exist_ok=True)
+    files = render()
+    for name, text in files.items():
+        (OUT / name).write_text(text)
+    print("wrote", ", ".join(sorted(files)))
 
 
 if __name__ == "__main__":
