@@ -15,6 +15,7 @@ from ..sweep.levels import MAX_TARGETS
 
 BokehAdapterType = io.Custom("BOKEH_ADAPTER")
 BokehSweepType = io.Custom("BOKEH_SWEEP")
+BokehTrainingDataType = io.Custom("BOKEH_TRAINING_DATA")
 CATEGORY = "Bokeh Diffusion"
 ALIASES = ("bokeh", "depth of field", "DoF", "aperture", "defocus", "focus blur")
 

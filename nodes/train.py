@@ -21,8 +21,7 @@ from ..training.host import release, trainable
 from ..training.recipe import OPTIMIZERS, Recipe
 from ..training.trainer import STATE_SUFFIX, Trainer
 from ..weights.folder import FOLDER, load_named
-from .common import ADVANCED, CATEGORY, BokehAdapterType, search_aliases, show_on_node
-from .train_data import BokehTrainingDataType
+from .common import ADVANCED, CATEGORY, BokehAdapterType, BokehTrainingDataType, search_aliases, show_on_node
 
 FLAVOURS = {"photo (FLUX.1 Kontext)": PHOTO, "text-to-image (FLUX.1-dev)": TEXT}
 STOP, OVERWRITE, RESUME = "stop", "overwrite", "resume"

@@ -9,9 +9,8 @@ from comfy_api.latest import io
 
 from ..attention.errors import BokehInputError
 from ..training import data
-from .common import CATEGORY, search_aliases, show_on_node
+from .common import CATEGORY, BokehTrainingDataType, search_aliases, show_on_node
 
-BokehTrainingDataType = io.Custom("BOKEH_TRAINING_DATA")
 MANIFEST = "manifest.csv"  # a manifest with the authors' columns, read instead of the folder's files
 SIZES = (16, 2048)
 NOT_DATASETS = {"clipspace"}  # the mask editor's folder, left out as core's dataset nodes do
