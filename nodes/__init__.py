@@ -10,6 +10,8 @@ from .photo import BokehPhotoPrompt, BokehPhotoResize
 from .pivot import BokehPivotBatch
 from .preview import BokehBlurMeter, BokehContactSheet
 from .render import BokehRenderClassical
+from .train import BokehTrainAdapter
+from .train_data import BokehTrainingData
 from .sweep import BokehBlurLevels
 
 
@@ -23,5 +25,5 @@ class BokehExtension(ComfyExtension):
         return [
             BokehAdapterLoader, BokehApplyAdapter, BokehPivotBatch, BokehBlurLevels,
             BokehColorMatch, BokehContactSheet, BokehBlurMeter, BokehPhotoPrompt, BokehPhotoResize, BokehGatherSweep,
-            BokehRenderClassical,
+            BokehRenderClassical, BokehTrainingData, BokehTrainAdapter,
         ]
