@@ -4,15 +4,16 @@ from comfy_api.latest import ComfyExtension, io
 
 from ..weights.folder import register_model_folder
 from .adapter import BokehAdapterLoader, BokehApplyAdapter
+from .blur_levels import BokehBlurLevels
+from .blur_meter import BokehBlurMeter
 from .color import BokehColorMatch
+from .contact_sheet import BokehContactSheet
 from .gather import BokehGatherSweep
 from .photo import BokehPhotoPrompt, BokehPhotoResize
 from .pivot import BokehPivotBatch
-from .preview import BokehBlurMeter, BokehContactSheet
 from .render import BokehRenderClassical
 from .train import BokehTrainAdapter
 from .train_data import BokehTrainingData
-from .sweep import BokehBlurLevels
 
 
 class BokehExtension(ComfyExtension):
