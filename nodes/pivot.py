@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..attention.binding import Grounding
 from ..attention.bokeh import PHOTO
 from ..attention.errors import BokehInputError, BokehModelError
-from ..attention.flux_binding import Grounding, current_binding, rebind
+from ..attention.patch import current_binding, rebind
 from ..sweep.levels import MAX_TARGETS, parse_levels
 from ..sweep.participants import MAX_PARTICIPANTS, PlannedSweep, check_participant, own_slice
 from ..sweep.pivot_latents import pivot_latent

@@ -17,7 +17,7 @@ def pack():
 PACK_MODULES = {
     "ckpt": "weights.checkpoint", "keys": "weights.keys", "safetensors_file": "weights.safetensors_file",
     "torch_zip": "weights.torch_zip", "folder": "weights.folder",
-    "errors": "attention.errors", "families": "attention.families", "binding": "attention.flux_binding",
+    "errors": "attention.errors", "families": "attention.families", "binding": "attention.binding", "patch": "attention.patch",
     "bokeh": "attention.bokeh",
     "adapter": "nodes.adapter", "pivot": "nodes.pivot", "color": "nodes.color", "blur_meter": "nodes.blur_meter",
     "contact_sheet": "nodes.contact_sheet", "blur_levels": "nodes.blur_levels", "photo": "nodes.photo",
