@@ -247,3 +247,30 @@ def test_weights_loaded_in_inference_mode_become_trainable(mods):
     mods.step.adapter_loss(bound, adapter, batch).backward()
     host.release(bound)
     assert all(p.grad is not None for n, p in adapter.named_parameters() if "to_k_bokeh" not in n)
+
+
+def test_interrupt_stops_training_and_saves_nothing(folders, trained):
+    """Cancel from the queue (the host's interrupt flag, as the server's /interrupt sets it) at the
+    second step: the run stops there, nothing is saved, the base model is left as it was."""
+    import comfy.model_management as mm
+    import comfy.utils
+
+    _, models = folders
+    steps = []
+
+    def hook(value, total, *args, **kwargs):
+        if total == 50:
+            steps.append(value)
+            if value == 2:
+                mm.interrupt_current_processing(True)
+
+    previous = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        result = harness.run_prompt(train_graph(name="interrupted", steps=50))
+    finally:
+        comfy.utils.set_progress_bar_global_hook(previous)
+        mm.interrupt_current_processing(False)
+    assert not result.ok and any(event == "execution_interrupted" for event, _ in result.messages), result.messages[-3:]
+    assert steps[-1] == 2 and not (models / "interrupted.safetensors").exists()
+    assert torch.equal(harness.sampled(harness.tiny_graph()), trained[1])
