@@ -4,7 +4,7 @@ TeaCache, WaveSpeed's First Block Cache and MagCache (read at their commits 91df
 47bdd2ac) put their own ``forward_orig`` on the FLUX instance for each model call and run the
 blocks without ``transformer_options``. No attention call then reaches the pack's override: the
 q/k update still runs (an object patch) but the bokeh bias and the grounding are silently lost.
-The pack decides by effect, per model call (attention/flux_binding.py, ``bokeh_model_call``):
+The pack decides by effect, per model call (attention/binding.py, ``bokeh_model_call``):
 the q/k patch ran in an adapted block but the pack's attention never ran. A cache that skips a
 whole call runs neither, and a foreign forward that passes ``transformer_options`` on runs both:
 neither is refused. This module only says who did it and what to do.

@@ -4,13 +4,16 @@ from comfy_api.latest import ComfyExtension, io
 
 from ..weights.folder import register_model_folder
 from .adapter import BokehAdapterLoader, BokehApplyAdapter
+from .blur_levels import BokehBlurLevels
+from .blur_meter import BokehBlurMeter
 from .color import BokehColorMatch
+from .contact_sheet import BokehContactSheet
 from .gather import BokehGatherSweep
 from .photo import BokehPhotoPrompt, BokehPhotoResize
 from .pivot import BokehPivotBatch
-from .preview import BokehBlurMeter, BokehContactSheet
 from .render import BokehRenderClassical
-from .sweep import BokehBlurLevels
+from .train import BokehTrainAdapter
+from .train_data import BokehTrainingData
 
 
 class BokehExtension(ComfyExtension):
@@ -23,5 +26,5 @@ class BokehExtension(ComfyExtension):
         return [
             BokehAdapterLoader, BokehApplyAdapter, BokehPivotBatch, BokehBlurLevels,
             BokehColorMatch, BokehContactSheet, BokehBlurMeter, BokehPhotoPrompt, BokehPhotoResize, BokehGatherSweep,
-            BokehRenderClassical,
+            BokehRenderClassical, BokehTrainingData, BokehTrainAdapter,
         ]

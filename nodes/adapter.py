@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..attention.errors import BokehModelError
-from ..attention.families import host_block_map
-from ..attention.flux_binding import apply_adapter, compute_dtype, flux_blocks
+from ..attention.families import compute_dtype, fit_adapter
+from ..attention.patch import apply_adapter
 from ..weights.folder import adapter_files, load_named, unlisted_reason
 from .common import ADVANCED, CATEGORY, BokehAdapterType, blur_input, check_blur, check_scale, list_runs, search_aliases, show_on_node
 
@@ -95,15 +94,8 @@ class BokehApplyAdapter(io.ComfyNode):
 
 def _apply(model, bokeh_adapter, blur_level, bokeh_scale, lora_scale):
     k = check_blur(blur_level, "Blur Level", bokeh_adapter.dims.flavour)
-    n_double, n_single, hidden = flux_blocks(model)
-    dims = bokeh_adapter.dims
     name = bokeh_adapter.source
-    if dims.hidden != hidden:
-        raise BokehModelError(
-            f"The adapter {name} is for hidden size {dims.hidden}; this FLUX model has {hidden}. "
-            "Use the adapter made for this model (the release fits FLUX.1-dev, hidden 3072)."
-        )
-    block_map = host_block_map(dims, n_double, n_single, name)
+    block_map = fit_adapter(model, bokeh_adapter.dims, name)
     bokeh, lora = check_scale(bokeh_scale, "bokeh_scale"), check_scale(lora_scale, "lora_scale")
     adapter = bokeh_adapter.for_dtype(compute_dtype(model))
     return apply_adapter(model, adapter, bokeh_adapter.patchers, block_map, [k], bokeh, lora, source=name)

@@ -7,22 +7,7 @@ from comfy_api.latest import io
 
 from ..sweep.color import match_lab
 from ..attention.errors import BokehInputError
-from .common import CATEGORY, BokehSweepType, search_aliases
-
-
-def check_images(images, what="images", min_side: int = 1) -> torch.Tensor:
-    """An IMAGE batch (B, H, W, 3+) with B >= 1, finite, each side at least ``min_side`` pixels."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0 or images.shape[-1] < 3:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise BokehInputError(f"The {what} input is {shape}; expected an IMAGE batch (B, H, W, 3) with at least one image.")
-    if min(images.shape[1], images.shape[2]) < min_side:
-        raise BokehInputError(
-            f"The {what} are {images.shape[2]}x{images.shape[1]} pixels; this node needs at least "
-            f"{min_side}x{min_side}."
-        )
-    if not bool(torch.isfinite(images).all()):
-        raise BokehInputError(f"The {what} contain NaN or infinite values; check the VAE decode upstream.")
-    return images[..., :3]
+from .common import CATEGORY, BokehSweepType, check_images, search_aliases
 
 
 class BokehColorMatch(io.ComfyNode):

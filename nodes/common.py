@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+import torch
 from comfy_api.latest import io
 
 from ..attention.bokeh import K_RANGE
@@ -14,6 +15,7 @@ from ..sweep.levels import MAX_TARGETS
 
 BokehAdapterType = io.Custom("BOKEH_ADAPTER")
 BokehSweepType = io.Custom("BOKEH_SWEEP")
+BokehTrainingDataType = io.Custom("BOKEH_TRAINING_DATA")
 CATEGORY = "Bokeh Diffusion"
 ALIASES = ("bokeh", "depth of field", "DoF", "aperture", "defocus", "focus blur")
 
@@ -41,6 +43,27 @@ def show_on_node(cls, text: str) -> None:
     server = getattr(PromptServer, "instance", None)
     if node_id is not None and server is not None:
         server.send_progress_text(text, node_id)
+
+
+def check_images(images, what="images", min_side: int = 1) -> torch.Tensor:
+    """An IMAGE batch (B, H, W, 3+) with B >= 1, finite, each side at least ``min_side`` pixels."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0 or images.shape[-1] < 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise BokehInputError(f"The {what} input is {shape}; expected an IMAGE batch (B, H, W, 3) with at least one image.")
+    if min(images.shape[1], images.shape[2]) < min_side:
+        raise BokehInputError(
+            f"The {what} are {images.shape[2]}x{images.shape[1]} pixels; this node needs at least "
+            f"{min_side}x{min_side}."
+        )
+    if not bool(torch.isfinite(images).all()):
+        raise BokehInputError(f"The {what} contain NaN or infinite values; check the VAE decode upstream.")
+    return images[..., :3]
+
+
+def sweep_plan(sweep) -> tuple:
+    """(K of every row, the pivot's row) of a BOKEH_SWEEP input for sweep.outputs.sweep_outputs;
+    (None, None) when none is linked (the images are numbered)."""
+    return (sweep.k_values, sweep.pivot_row) if sweep is not None else (None, None)
 
 
 def blur_input(id: str, default: float, tooltip: str, display_name: str | None = None):

@@ -11,8 +11,7 @@ from comfy_api.latest import io
 from ..attention.errors import BokehInputError, BokehModelError
 from ..sweep.levels import Sweep
 from ..sweep.participants import LEVEL, PlannedSweep, as_collected, expected_rows, participant_rows
-from .color import check_images
-from .common import CATEGORY, BokehSweepType, search_aliases, show_on_node
+from .common import CATEGORY, BokehSweepType, check_images, search_aliases, show_on_node
 
 log = logging.getLogger(__name__)
 

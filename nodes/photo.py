@@ -9,8 +9,7 @@ from comfy_api.latest import io
 
 from ..attention.bokeh import PHOTO
 from ..attention.errors import BokehInputError
-from .color import check_images
-from .common import CATEGORY, blur_input, check_blur, list_runs, search_aliases
+from .common import CATEGORY, blur_input, check_blur, check_images, list_runs, search_aliases
 
 # The prompt the photo adapter was trained with (spec section 2): the raw K, two decimals.
 PHOTO_PROMPT = (

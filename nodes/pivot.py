@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 
+from ..attention.binding import Grounding
 from ..attention.bokeh import PHOTO
 from ..attention.errors import BokehInputError, BokehModelError
-from ..attention.flux_binding import Grounding, current_binding, rebind
+from ..attention.patch import current_binding, rebind
 from ..sweep.levels import MAX_TARGETS, parse_levels
 from ..sweep.participants import MAX_PARTICIPANTS, PlannedSweep, check_participant, own_slice
+from ..sweep.pivot_latents import pivot_latent
 from .common import ADVANCED, CATEGORY, BokehSweepType, blur_input, check_blur, check_fraction, search_aliases, show_on_node
 
 
@@ -26,15 +27,6 @@ def _steps(value) -> int:
     if steps < -1:
         raise BokehInputError(f"grounding_steps is {steps}; expected -1 (use the 'grounding' share) or a number of steps from 0 up.")
     return steps
-
-
-def _one_mask(mask):
-    """The noise mask of the one input image, shared by every row: (H, W) as it is, or the first
-    of (B, H, W) / (B, 1, H, W)."""
-    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3, 4) or mask.numel() == 0:
-        found = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise BokehInputError(f"The latent's noise mask is {found}; expected a mask (H, W), (B, H, W) or (B, 1, H, W).")
-    return mask if mask.ndim == 2 or mask.shape[0] == 1 else mask[:1]
 
 
 class BokehPivotBatch(io.ComfyNode):
@@ -108,27 +100,7 @@ class BokehPivotBatch(io.ComfyNode):
                 "levels (Bokeh Blur Levels), as in the bokeh_photo_stack workflow."
             )
 
-        samples = latent.get("samples") if isinstance(latent, dict) else None
-        if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
-            found = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
-            raise BokehInputError(
-                f"The latent is {found}; Bokeh Pivot Batch needs one FLUX image latent (1, 16, height/8, width/8), "
-                "e.g. from EmptySD3LatentImage or VAE Encode."
-            )
-        if samples.shape[0] != 1:
-            raise BokehInputError(
-                f"The latent holds {samples.shape[0]} images; Bokeh Pivot Batch needs exactly one (batch_size 1) "
-                "and makes the batch itself."
-            )
-        rows = 1 + len(mine)
-        out = {k: v for k, v in latent.items() if k not in ("samples", "batch_index", "noise_mask")}
-        out["samples"] = samples.repeat(rows, *([1] * (samples.ndim - 1)))
-        # Equal batch_index = equal noise for every row (comfy.sample.prepare_noise).
-        index = (latent.get("batch_index") or [0])[0]
-        out["batch_index"] = [index] * rows
-        mask = latent.get("noise_mask")
-        if mask is not None:
-            out["noise_mask"] = _one_mask(mask)
+        out = pivot_latent(latent, 1 + len(mine))
         ks = (pivot, *mine)
         shared = f" Participant {me} of {total}: the pivot and target(s) {', '.join(f'{k:g}' for k in mine) or 'none'}." if total > 1 else ""
         if steps >= 0:  # one control must not silently cancel the other: say which one wins

@@ -11,8 +11,7 @@ from ..attention.errors import BokehInputError
 from ..training.defocus import IMAGE as FOCUS_ON_IMAGE_SCALE
 from ..training.defocus import defocus_map, depth_from_map
 from ..training.render import DEFOCUS_SCALE, GAMMA, GAMMA_RANGE, classical_render, window_radius
-from .color import check_images
-from .common import ADVANCED, CATEGORY, search_aliases
+from .common import ADVANCED, CATEGORY, check_images, search_aliases
 
 NEAR_BRIGHT = "near is bright (Depth Anything, MiDaS)"
 FAR_BRIGHT = "far is bright (distance)"

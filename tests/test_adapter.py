@@ -78,9 +78,9 @@ def test_scales_match_reference(base_model, adapter_sd, adapter_path):
 
 
 def test_several_k_in_one_batch_match_reference(base_model, adapter_sd, adapter_path):
-    binding = harness.pack_module("attention.flux_binding")
+    patch = harness.pack_module("attention.patch")
     ks = [0.0, 12.0, 28.0]
-    patched = binding.rebind(apply(base_model, adapter_path, 5.0), k_values=ks)
+    patched = patch.rebind(apply(base_model, adapter_path, 5.0), k_values=ks)
     args = inputs(3)
     out = harness.diffusion_forward(patched, *args)
     ref = reference_out(base_model, adapter_sd, args, [k / 30 for k in ks])
@@ -123,14 +123,14 @@ def test_input_model_untouched(base_model, adapter_path):
 
 
 def test_clone_shares_adapter_weights(base_model, adapter_path):
-    binding = harness.pack_module("attention.flux_binding")
+    patch = harness.pack_module("attention.patch")
     patched = apply(base_model, adapter_path, 8.0)
     clone = patched.clone()
-    a = binding.current_binding(patched)
-    b = binding.current_binding(clone)
+    a = patch.current_binding(patched)
+    b = patch.current_binding(clone)
     assert a is b
     ptrs = {p.data_ptr() for p in a.adapter.parameters()}
-    (adapter_patcher,) = clone.additional_models[binding.ADDITIONAL_MODELS_KEY]
+    (adapter_patcher,) = clone.additional_models[patch.ADDITIONAL_MODELS_KEY]
     assert {p.data_ptr() for p in adapter_patcher.model.parameters()} == ptrs
     norm = clone.object_patches["diffusion_model.double_blocks.0.img_attn.norm"]
     assert norm.to_q.down.weight.data_ptr() in ptrs
@@ -208,9 +208,9 @@ def test_ksampler_graph_with_adapter(pack, adapter_path):
 def test_bias_computed_once_per_run(base_model, adapter_path):
     import nodes
 
-    binding = harness.pack_module("attention.flux_binding")
+    patch = harness.pack_module("attention.patch")
     patched = apply(base_model, adapter_path, 7.0)
-    adapter = binding.current_binding(patched).adapter
+    adapter = patch.current_binding(patched).adapter
     calls = []
     original = adapter.bokeh_biases
     adapter.bokeh_biases = lambda inputs: calls.append(1) or original(inputs)
@@ -223,12 +223,63 @@ def test_bias_computed_once_per_run(base_model, adapter_path):
     assert len(calls) == 1  # 5 steps x 2 chunks x 4 blocks, one computation
 
 
+def test_each_sampling_run_starts_afresh(pack, adapter_sd, tmp_path):
+    """What a binding keeps between model calls (the bias cache, the warnings logged) lives for one
+    sampling run: the OUTER_SAMPLE wrapper clears it when a run starts and when it ends (as core
+    EasyCache does). Two runs of one patched model through the real sampler, the adapter's bias
+    weights changed in place between them, run 1's biases put back into the cache and a warning
+    marked as logged: run 2 starts with neither and equals a fresh Apply's run bit for bit (same
+    shapes, same process); a clone without the wrapper reuses the stale biases and differs."""
+    import comfy.patcher_extension as ext
+    import nodes
+
+    patch = harness.pack_module("attention.patch")
+    path = harness.write_adapter(tmp_path, adapter_sd, name="per_run.safetensors")  # its own weights, changed below
+    model = harness.tiny_flux(seed=5)
+    patched = apply(model, path, 14.0)
+    binding = patch.current_binding(patched)
+    seen = []  # (bias cache, warnings) as each run starts, and the cache as it ended
+
+    def observe(executor, *args, **kwargs):  # SAMPLER_SAMPLE: inside the OUTER_SAMPLE wrapper
+        seen.append(("start", dict(binding._bias_cache), set(binding._warned)))
+        out = executor(*args, **kwargs)
+        seen.append(("end", dict(binding._bias_cache), set(binding._warned)))
+        return out
+
+    def run(m):
+        m = m.clone()
+        m.add_wrapper_with_key(ext.WrappersMP.SAMPLER_SAMPLE, "test_observe", observe)
+        return nodes.common_ksampler(m, 3, 3, 2.0, "euler", "simple", harness.flux_conditioning(1),
+                                     harness.flux_conditioning(2), {"samples": torch.zeros(1, 16, 8, 8)})[0]["samples"]
+
+    run(patched)
+    assert seen[0][1] == {} and len(seen[1][1]) == 1  # run 1 filled the cache (one K set) ...
+    assert binding._bias_cache == {} and binding._warned == set()  # ... and left nothing behind
+    stale = seen[1][1]
+    with torch.no_grad():
+        for name, p in binding.adapter.named_parameters():
+            if "to_v_bokeh.up" in name:  # the bias pair's product changes sign
+                p.mul_(-1.0)
+    binding._bias_cache.update(stale)  # what the cache held after run 1, before the reset existed
+    binding._warned.add("photo-ref")
+    seen.clear()
+    second = run(patched)
+    assert seen[0][1] == {} and seen[0][2] == set()  # cleared at the start of the run
+    fresh = run(apply(model, path, 14.0))  # a new binding of the same (changed) weights
+    assert torch.equal(second, fresh)
+    # the stale state would have been used: without the wrapper the old biases give other latents
+    unreset = patched.clone()
+    unreset.remove_wrappers_with_key(ext.WrappersMP.OUTER_SAMPLE, patch.WRAPPER_KEY)
+    binding._bias_cache.update(stale)
+    assert rel_err(run(unreset), fresh) > 1e-3
+
+
 def test_adapter_follows_model_dtype(pack, adapter_sd, adapter_path):
-    binding = harness.pack_module("attention.flux_binding")
+    patch = harness.pack_module("attention.patch")
     model = harness.tiny_flux(seed=5, dtype=torch.bfloat16)
     loaded = harness.pack_module("nodes.adapter").BokehAdapterLoader.execute(adapter_path.name).result[0]
     patched = apply(model, adapter_path, 12.0)
-    adapter = binding.current_binding(patched).adapter
+    adapter = patch.current_binding(patched).adapter
     assert {p.dtype for p in adapter.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in loaded.module.parameters()} == {torch.float32}  # the loaded file is untouched
     x, t, ctx, y, g = inputs(1)

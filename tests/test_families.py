@@ -21,7 +21,7 @@ def mods(mods, tmp_path_factory):
     harness.write_adapter(tmp_path_factory.mktemp("families_models"), reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=51),
                           name="families.safetensors")
     loaded = mods.adapter.BokehAdapterLoader.execute("families.safetensors").result[0]
-    return types.SimpleNamespace(adapter=mods.adapter, binding=mods.binding, errors=mods.errors, loaded=loaded)
+    return types.SimpleNamespace(adapter=mods.adapter, binding=mods.binding, patch=mods.patch, errors=mods.errors, loaded=loaded)
 
 
 def apply(mods, model, blur):
@@ -78,9 +78,9 @@ def test_chroma_runs_with_a_warning(mods, caplog):
         blurred = apply(mods, chroma, 30.0)
     assert "Chroma" in caplog.text and "trained" in caplog.text
     assert (forward(blurred) - forward(apply(mods, chroma, 0.0))).abs().max() > 1e-3
-    B = mods.binding
-    sweep = B.rebind(blurred, k_values=[15.0, 0.0, 30.0], grounding=B.Grounding(pivot=0, fraction=1.0, steps=-1))
-    free = B.rebind(blurred, k_values=[15.0, 0.0, 30.0], grounding=None)
+    B, P = mods.binding, mods.patch
+    sweep = P.rebind(blurred, k_values=[15.0, 0.0, 30.0], grounding=B.Grounding(pivot=0, fraction=1.0, steps=-1))
+    free = P.rebind(blurred, k_values=[15.0, 0.0, 30.0], grounding=None)
     grounded, ungrounded = forward(sweep, rows=3), forward(free, rows=3)
     assert (grounded[1:] - ungrounded[1:]).abs().max() > 1e-3  # the targets are grounded on the pivot
     assert torch.allclose(grounded[:1], ungrounded[:1], rtol=0, atol=1e-6)  # and the pivot is not

@@ -25,7 +25,7 @@ def base_model(pack):
 
 
 def grounded(mods, model, path, ks, pivot=0, steps=2, fraction=0.8):
-    return mods.binding.rebind(apply(model, path, ks[0]), k_values=ks,
+    return mods.patch.rebind(apply(model, path, ks[0]), k_values=ks,
                                grounding=mods.binding.Grounding(pivot=pivot, fraction=fraction, steps=steps))
 
 

@@ -428,11 +428,11 @@ def test_fuzzed_adapter_files_load_or_give_the_typed_error(mods, tmp_path):
 @pytest.mark.parametrize("shape", [(3, 1, 16, 3), (3, 16, 1, 3), (3, 2, 2, 3)])
 def test_blur_meter_on_tiny_images(mods, shape):
     with pytest.raises(mods.errors.BokehInputError, match="at least 3x3"):
-        mods.preview.BokehBlurMeter.execute(torch.rand(shape))
+        mods.blur_meter.BokehBlurMeter.execute(torch.rand(shape))
 
 
 def test_blur_meter_on_three_pixels_works(mods):
-    out = mods.preview.BokehBlurMeter.execute(torch.rand(2, 3, 3, 3))
+    out = mods.blur_meter.BokehBlurMeter.execute(torch.rand(2, 3, 3, 3))
     assert len(out.result[1]) == 2
 
 

@@ -86,20 +86,20 @@ def test_blur_meter_monotonic_on_a_real_image(mods, photo):
     blurred = [photo] + [kornia.filters.gaussian_blur2d(photo.movedim(-1, 1), (33, 33), (s, s)).movedim(1, -1) for s in sigmas[1:]]
     batch = torch.cat(blurred)
     sweep = mods.levels.Sweep(k_values=tuple(sigmas), pivot_row=0)
-    out = mods.preview.BokehBlurMeter.execute(batch, sweep)
+    out = mods.blur_meter.BokehBlurMeter.execute(batch, sweep)
     report, sharp, plot = out.result
     assert all(a > b for a, b in zip(sharp, sharp[1:]))
     assert "monotonic: blur rises with K" in report and "rank 1.000" in report
     assert out.ui is not None and plot.shape == (1, 440, 720, 3)
-    shuffled = mods.preview.BokehBlurMeter.execute(batch[[0, 3, 1, 4, 2]], sweep).result[0]
+    shuffled = mods.blur_meter.BokehBlurMeter.execute(batch[[0, 3, 1, 4, 2]], sweep).result[0]
     assert "not monotonic" in shuffled
-    backwards = mods.preview.BokehBlurMeter.execute(batch.flip(0), sweep).result[0]
+    backwards = mods.blur_meter.BokehBlurMeter.execute(batch.flip(0), sweep).result[0]
     assert "monotonic in the wrong direction: blur falls as K rises" in backwards and "rank -1.000" in backwards
 
 
 def test_blur_meter_report_is_a_markdown_table(mods, photo):
     sweep = mods.levels.Sweep(k_values=(15.0, 0.0, 28.0), pivot_row=0)
-    report = mods.preview.BokehBlurMeter.execute(tinted(photo)[:3], sweep).result[0]
+    report = mods.blur_meter.BokehBlurMeter.execute(tinted(photo)[:3], sweep).result[0]
     lines = report.splitlines()
     assert lines[0] == "| image | sharpness | blur rank |" and lines[1] == "|---|---:|---:|"
     assert lines[2].startswith("| K 15 (pivot) | ") and lines[4].startswith("| K 28 | ")
@@ -110,8 +110,8 @@ def test_blur_meter_plot_marks_the_pivot(mods, photo):
     sigmas = [0.0, 2.0, 6.0]
     batch = torch.cat([photo] + [kornia.filters.gaussian_blur2d(photo.movedim(-1, 1), (25, 25), (s, s)).movedim(1, -1) for s in sigmas[1:]])
     with_pivot = mods.levels.Sweep(k_values=(0.0, 10.0, 30.0), pivot_row=1)
-    plot = mods.preview.BokehBlurMeter.execute(batch, with_pivot).result[2]
-    no_pivot = mods.preview.BokehBlurMeter.execute(batch[[0, 2]], with_pivot).result[2]  # pivot dropped upstream
+    plot = mods.blur_meter.BokehBlurMeter.execute(batch, with_pivot).result[2]
+    no_pivot = mods.blur_meter.BokehBlurMeter.execute(batch[[0, 2]], with_pivot).result[2]  # pivot dropped upstream
 
     def orange(p):
         return int(((p[0, ..., 0] > 0.9) & (p[0, ..., 1] > 0.6) & (p[0, ..., 2] < 0.35)).sum())
@@ -147,7 +147,7 @@ def test_blur_meter_shows_its_verdict_on_the_node(pack):
 def test_contact_sheet_grid_and_labels(mods, photo):
     batch = tinted(photo)[:, :64, :96]
     sweep = mods.levels.Sweep(k_values=(15.0, 0.0, 12.0, 28.0), pivot_row=0)
-    sheet = mods.preview.BokehContactSheet.execute(batch, sweep, 2).result[0]
+    sheet = mods.contact_sheet.BokehContactSheet.execute(batch, sweep, 2).result[0]
     strip = max(14, 64 // 12)
     assert sheet.shape == (1, 2 * (64 + strip), 2 * 96, 3)
     assert torch.equal(sheet[0, :64, :96], batch[0])

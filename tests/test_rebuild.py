@@ -41,10 +41,10 @@ def inputs():
 
 def own_modules_only(clone):
     """Every norm the clone's patches run is a module of the clone's own model."""
-    flux_binding = harness.pack_module("attention.flux_binding")
+    patch = harness.pack_module("attention.patch")
     own = {id(m) for m in clone.model.modules()}
     for path, obj in clone.object_patches.items():
-        if isinstance(obj, flux_binding.BokehQKNorm):
+        if isinstance(obj, patch.BokehQKNorm):
             assert id(obj.base) in own, f"{path} wraps a norm of another model"
             assert all(id(m) in own for m in obj.children()), f"{path} holds modules of another model"
 
@@ -62,16 +62,16 @@ def test_multigpu_deepclone_gets_its_own_adapter(patched):
 
     if not hasattr(patched, "deepclone_multigpu") or not hasattr(comfy.patcher_extension.CallbacksMP, "ON_DEEPCLONE_MULTIGPU"):
         pytest.skip("this ComfyUI has no MultiGPU work units (before 0.23)")
-    flux_binding = harness.pack_module("attention.flux_binding")
+    patch = harness.pack_module("attention.patch")
     expected = harness.diffusion_forward(patched, *inputs())
     clone = patched.deepclone_multigpu(new_load_device=torch.device("cpu"))
     own_modules_only(clone)
-    adapter = flux_binding.current_binding(clone).adapter
-    assert adapter is not flux_binding.current_binding(patched).adapter  # the device's own copy
-    assert clone.additional_models[flux_binding.ADDITIONAL_MODELS_KEY][0].model is adapter
+    adapter = patch.current_binding(clone).adapter
+    assert adapter is not patch.current_binding(patched).adapter  # the device's own copy
+    assert clone.additional_models[patch.ADDITIONAL_MODELS_KEY][0].model is adapter
     pairs = {id(m) for m in adapter.modules()}
     for obj in clone.object_patches.values():
-        if isinstance(obj, flux_binding.BokehQKNorm):
+        if isinstance(obj, patch.BokehQKNorm):
             assert id(obj.to_q) in pairs and id(obj.to_k) in pairs
     assert torch.allclose(harness.diffusion_forward(clone, *inputs()), expected, rtol=0, atol=1e-6)
 
@@ -83,7 +83,7 @@ def test_multigpu_split_before_apply_gets_its_own_adapter(pack, tmp_path):
 
     if not hasattr(comfy.patcher_extension.CallbacksMP, "ON_MATCH_MULTIGPU_CLONES"):
         pytest.skip("this ComfyUI has no MultiGPU work units (before 0.23)")
-    flux_binding = harness.pack_module("attention.flux_binding")
+    patch = harness.pack_module("attention.patch")
     nodes = harness.pack_module("nodes.adapter")
     path = harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], range(N_BLOCKS), seed=32), name="split.safetensors")
 
@@ -101,11 +101,11 @@ def test_multigpu_split_before_apply_gets_its_own_adapter(pack, tmp_path):
     (matched,) = patched.get_additional_models_with_key("multigpu")
     assert matched.model is unit.model
     own_modules_only(matched)
-    adapter = flux_binding.current_binding(matched).adapter
-    assert adapter is not flux_binding.current_binding(patched).adapter
-    assert matched.get_additional_models_with_key(flux_binding.ADDITIONAL_MODELS_KEY)[0].model is adapter
+    adapter = patch.current_binding(matched).adapter
+    assert adapter is not patch.current_binding(patched).adapter
+    assert matched.get_additional_models_with_key(patch.ADDITIONAL_MODELS_KEY)[0].model is adapter
     for obj in matched.object_patches.values():
-        if isinstance(obj, flux_binding.BokehQKNorm):
+        if isinstance(obj, patch.BokehQKNorm):
             assert {id(obj.to_q), id(obj.to_k)} <= {id(m) for m in adapter.modules()}
     assert torch.allclose(harness.diffusion_forward(matched, *inputs()), expected, rtol=0, atol=1e-6)
 
@@ -119,7 +119,7 @@ def test_ordinary_clones_share_the_model_and_the_wrappers(patched):
 def test_adapter_weights_follow_the_model_to_its_device_at_sampling(pack, tmp_path):
     """Select Model Device (and similar nodes) move a model after Apply Bokeh Adapter ran: when
     sampling starts, the adapter's patcher is the one for the model's devices then."""
-    flux_binding = harness.pack_module("attention.flux_binding")
+    patch = harness.pack_module("attention.patch")
     nodes = harness.pack_module("nodes.adapter")
     path = harness.write_adapter(tmp_path, reference.random_adapter_sd(CFG["hidden_size"], [0, 3], seed=32), name="devices.safetensors")
     loaded = nodes.BokehAdapterLoader.execute(path.name).result[0]
@@ -127,11 +127,11 @@ def test_adapter_weights_follow_the_model_to_its_device_at_sampling(pack, tmp_pa
     moved = patched.clone()
     moved.load_device = torch.device("cpu", 0)  # another device than the one the adapter was applied for
     seen = []
-    flux_binding.bokeh_prepare_sampling(lambda model, *a, **k: seen.append(model), moved, (1, 16, 8, 8), {})
-    (patcher,) = moved.get_additional_models_with_key(flux_binding.ADDITIONAL_MODELS_KEY)
+    patch.bokeh_prepare_sampling(lambda model, *a, **k: seen.append(model), moved, (1, 16, 8, 8), {})
+    (patcher,) = moved.get_additional_models_with_key(patch.ADDITIONAL_MODELS_KEY)
     assert seen == [moved] and str(patcher.load_device) == str(moved.load_device)
-    assert patcher.model is flux_binding.current_binding(moved).adapter  # the same weights, no copy
-    (before,) = patched.get_additional_models_with_key(flux_binding.ADDITIONAL_MODELS_KEY)
+    assert patcher.model is patch.current_binding(moved).adapter  # the same weights, no copy
+    (before,) = patched.get_additional_models_with_key(patch.ADDITIONAL_MODELS_KEY)
     assert str(before.load_device) == str(patched.load_device)  # the model it came from is as it was
 
 

@@ -65,10 +65,10 @@ def test_float_lists_into_apply_and_pivot_are_capped(mods, loaded):
 
 def test_apply_runs_over_lists_as_comfyui_does(mods, loaded):
     """As many runs as the longest list; a shorter list repeats its last item (execution.py)."""
-    binding = harness.pack_module("attention.flux_binding")
+    patch = harness.pack_module("attention.patch")
     a, b = harness.tiny_flux(1), harness.tiny_flux(2)
     models = mods.adapter.BokehApplyAdapter.execute([a, b], [loaded], [0.0, 10.0, 20.0]).result[0]
-    assert [binding.current_binding(m).k_values for m in models] == [(0.0,), (10.0,), (20.0,)]
+    assert [patch.current_binding(m).k_values for m in models] == [(0.0,), (10.0,), (20.0,)]
     assert [m.model for m in models] == [a.model, b.model, b.model]
     with pytest.raises(mods.errors.BokehInputError, match="empty list"):
         mods.adapter.BokehApplyAdapter.execute([a], [loaded], [])

@@ -1,5 +1,5 @@
 """The adapter bound to ComfyUI's FLUX for training: the same model class and the same adapter
-module inference uses (attention/bokeh.py, attention/flux_binding.py's norm wrappers), with
+module inference uses (attention/bokeh.py, attention/patch.py's norm wrappers), with
 what training needs on top:
 
 - the bokeh biases are computed with autograd (inference caches them under no_grad);
@@ -24,7 +24,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..attention.bokeh import BokehAdapter
 from ..attention.errors import BokehInputError, BokehModelError
-from ..attention.flux_binding import BokehQKNorm, flux_blocks, norm_paths
+from ..attention.families import fit_adapter, norm_paths
+from ..attention.patch import BokehQKNorm
 from ..attention.grounded import gather
 
 TRAIN_KEY = "bokeh_diffusion_training"  # transformer_options key of the TrainBinding
@@ -64,13 +65,8 @@ def bind_for_training(model, adapter: BokehAdapter):
     """A clone of the FLUX ModelPatcher ``model`` with ``adapter``'s q/k updates as object
     patches. The base weights are frozen (requires_grad off: their gradients are never wanted).
     The adapter's parameters stay where and in what dtype the caller put them."""
-    n_double, n_single, hidden = flux_blocks(model)
-    if adapter.dims.hidden != hidden:
-        raise BokehModelError(f"The adapter is for hidden size {adapter.dims.hidden}; this FLUX model has {hidden}.")
-    # adapter block i: double block i below n_double, else single block i - n_double (spec section 2)
-    block_map = {(("double", i) if i < n_double else ("single", i - n_double)): i for i in adapter.dims.blocks}
-    if any(i >= n_double + n_single for i in adapter.dims.blocks):
-        raise BokehModelError(f"The adapter adapts block {max(adapter.dims.blocks)}; this FLUX model has {n_double + n_single} blocks.")
+    block_map = fit_adapter(model, adapter.dims)  # adapter block i -> host block (spec section 2)
+    paths = norm_paths(model, block_map)
     import comfy.utils
 
     model.model.diffusion_model.requires_grad_(False)
@@ -80,7 +76,7 @@ def bind_for_training(model, adapter: BokehAdapter):
         to_q, to_k = adapter.pair(adapter_index, "to_q_adp"), adapter.pair(adapter_index, "to_k_adp")
         if to_q is None and to_k is None:
             continue
-        path = norm_paths(block_type, index)
+        path = paths[(block_type, index)]
         base = comfy.utils.get_attr(model.model, path)
         base = base.base if isinstance(base, BokehQKNorm) else base
         norms[path] = BokehQKNorm(base, to_q, to_k, 1.0)

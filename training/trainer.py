@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..attention.errors import BokehInputError
-from ..attention.flux_binding import flux_blocks
+from ..attention.families import flux_blocks
 from .adapter_io import new_adapter, save_adapter
 from .batches import BatchMaker
 from .binding import bind_for_training

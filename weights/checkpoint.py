@@ -36,7 +36,7 @@ class LoadedAdapter:
     """A parsed adapter file: its weights (on CPU, file dtype) and what was learned about it.
 
     It also owns the ModelPatchers that carry its weights into model management (one per
-    compute dtype and devices, made by attention.flux_binding), so the weights and their
+    compute dtype and devices, made by attention.patch), so the weights and their
     patchers live and die together: when no graph output and no model clone holds this
     object or one of its patchers any more, everything is freed.
     """
