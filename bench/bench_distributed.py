@@ -2,7 +2,7 @@
 (the master alone, Participants 1) vs three (the master and two workers, Participants 3), on
 loopback ComfyUIs with one torch thread each, and the overhead of dispatch and collection. CPU,
 the bundled workflow bokeh_grounded_sweep_distributed.json on the tiny random models of
-tools/tiny_nodes.py (installed in each server, as the tests do), the real extension from
+fixtures/test_nodes (installed in each server, as the tests do), the real extension from
 ../shared/thirdparty/.
 
     python scripts/dev.py bench.bench_distributed [--preset tiny|mid] [--size 256] [--steps 8] [--repeats 3]

@@ -1,6 +1,6 @@
 """Wall time of a 12-target blur sweep through the runner (scripts/bokeh_sweep.py --servers) on
 one loopback ComfyUI vs two, and the runner's own overhead. CPU, the --check graph on tiny
-random models (tools/tiny_nodes.py installed in each server, as the tests do).
+random models (fixtures/test_nodes installed in each server, as the tests do).
 
     python scripts/dev.py bench.bench_shard [--size 256] [--steps 8] [--repeats 3]
 

@@ -18,10 +18,10 @@ CONFIGS = {"tiny": harness.TINY, "mid": harness.MID, "full": harness.FULL}
 
 def pack():
     """The pack's modules the benchmarks drive (imported once the host is booted)."""
-    from ..attention import bokeh, families, flux_binding
+    from ..attention import binding, bokeh, families, patch
     from ..weights import keys
 
-    return types.SimpleNamespace(binding=flux_binding, keys=keys, families=families, bokeh=bokeh)
+    return types.SimpleNamespace(binding=binding, patch=patch, keys=keys, families=families, bokeh=bokeh)
 
 
 def build_model(name: str, device: str, dtype):
@@ -85,10 +85,10 @@ def with_adapter(model, name, k_values, grounding=None):
     dm = model.model.diffusion_model
     p = next(dm.parameters())
     module, block_map = adapter_for(name, p.dtype, p.device)
-    out = P.binding.apply_adapter(model, module, _owned_patchers, block_map, k_values[:1])
+    out = P.patch.apply_adapter(model, module, _owned_patchers, block_map, k_values[:1])
     if len(k_values) > 1 or grounding is not None:
         g = None if grounding is None else P.binding.Grounding(pivot=grounding[0], fraction=0.8, steps=grounding[1])
-        out = P.binding.rebind(out, k_values=list(k_values), grounding=g)
+        out = P.patch.rebind(out, k_values=list(k_values), grounding=g)
     return out
 
 

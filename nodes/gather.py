@@ -16,7 +16,7 @@ from .common import CATEGORY, BokehSweepType, check_images, search_aliases, show
 log = logging.getLogger(__name__)
 
 # Largest mean |difference| of a participant's pivot from the master's, in 0..255 levels, still
-# taken as the same image (the same rule as the headless --servers runner, tools/shard_sweep.py):
+# taken as the same image (the same rule as the headless --servers runner, runner/shard.py):
 # the same models give 0 or 1 level after the 8-bit round trip on CPU (tests/
 # test_distributed_servers.py); a GPU may round differently per batch size. A different seed,
 # model or adapter differs by tens of levels.

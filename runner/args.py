@@ -109,7 +109,7 @@ def parser() -> Parser:
     p.add_argument("--cpu", action="store_true", help="run on the CPU (automatic when no GPU is usable; --check always does)")
     p.add_argument("--servers", metavar="URLS", default=None, help="URL[,URL...] of running ComfyUIs with this pack and the same models: "
                    "the targets are shared out over them (models are names in their model folders; --check needs "
-                   "the test-only tiny nodes there: tools/tiny_server.py)")
+                   "the test-only tiny nodes there: scripts/tiny_server.py)")
     p.add_argument("--stall-timeout", metavar="SECONDS", dest="stall_timeout", type=_seconds, default=600.0,
                    help="with --servers: give a server's shard to another server when its run shows no progress "
                    "(no step, no node, no output) for this many seconds; allow for a model load (default: 600)")

@@ -1,4 +1,4 @@
-"""One running ComfyUI over its HTTP API, as the sharded sweep (tools/shard_sweep.py) uses it:
+"""One running ComfyUI over its HTTP API, as the sharded sweep (runner/shard.py) uses it:
 node definitions (``/object_info``), a prompt run (``POST /prompt``; its start, progress and end
 from the websocket ``/ws``), its outputs (``/history/<id>``) and its images (``/view``).
 

@@ -34,27 +34,49 @@ def image_name(prefix: str, row: int, k: float, pivot: bool = False) -> str:
     return f"{prefix}_{row:02}_k{k:g}{'_pivot' if pivot else ''}.png"
 
 
-def name_by_k(out_dir: Path, prompt: dict, ks: list[float], pivot_row: int | None) -> list[str]:
-    """Rename what the SaveImage nodes of ``prompt`` wrote into ``out_dir`` (ComfyUI's
-    <prefix>_00001_.png, ...): the images as image_name() with their K, the contact sheet as
-    <prefix>.png. Returns every file name of the run's images, in order."""
-    names, sheets = [], []
-    for node in prompt.values():
-        if node["class_type"] != "SaveImage":
-            continue
-        prefix = str(node["inputs"]["filename_prefix"])
-        source = node["inputs"].get("images", [None])[0]
-        saved = sorted(p for p in out_dir.iterdir() if re.fullmatch(re.escape(prefix) + r"_\d{5,}_\.png", p.name))
-        if prompt.get(source, {}).get("class_type") == "BokehContactSheet" and len(saved) == 1:
-            new = [f"{prefix}.png"]
-        elif len(saved) == len(ks):
-            new = [image_name(prefix, i, k, i == pivot_row) for i, k in enumerate(ks)]
-        else:  # not one image per K: keep ComfyUI's names
-            new = [p.name for p in saved]
-        for old, name in zip(saved, new):
-            old.rename(out_dir / name)
-        (sheets if len(new) == 1 and len(ks) > 1 else names).extend(new)
-    return names + sheets
+def write_sweep(out_dir: Path, images, ks: list[float], pivot_row: int | None, prefixes: dict, columns: int = 0,
+                note: str = "", prompts: list | None = None) -> tuple[list[str], str]:
+    """The one writer of a finished run's folder, in process and over servers: per row
+    <sweep>_NN_k<K>[_pivot].png (the graph that rendered it as the PNG's "prompt" text, as
+    ComfyUI's SaveImage writes it), <sheet>.png, blur_meter.txt (``note`` last) and blur_plot.png,
+    the sheet, report and plot made by sweep.outputs.sweep_outputs as the nodes make them.
+    ``images``: (rows, H, W, 3), a float tensor in 0..1 (in process: measured as the nodes measure
+    it) or uint8 (the servers' PNGs); ``prefixes``: "sweep" / "sheet" -> file name prefix.
+    Returns (the names written, in order; the report)."""
+    import json
+
+    import numpy as np
+    import torch
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from ..sweep.outputs import sweep_outputs
+
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images).float() / 255.0
+    outputs = sweep_outputs(images, ks, pivot_row, columns)
+    report = outputs.report + (f"\n\n{note}" if note else "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, (image, k) in enumerate(zip(images, ks)):
+        info = PngInfo()
+        if prompts:
+            info.add_text("prompt", json.dumps(prompts[min(i, len(prompts) - 1)]))
+        names.append(image_name(prefixes["sweep"], i, k, i == pivot_row))
+        Image.fromarray(_uint8(image)).save(out_dir / names[-1], pnginfo=info)
+    names.append(f"{prefixes['sheet']}.png")
+    Image.fromarray(_uint8(outputs.sheet[0])).save(out_dir / names[-1])
+    plot = _uint8(outputs.plot[0])
+    Image.fromarray(stamp_check(plot) if note else plot).save(out_dir / PLOT)
+    (out_dir / REPORT).write_text(report + "\n")
+    return names + [PLOT, REPORT], report
+
+
+def _uint8(image):
+    """An image (H, W, 3) in 0..1 -> uint8, quantised as ComfyUI's SaveImage does (x 255, clipped, truncated)."""
+    import numpy as np
+
+    return np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
 
 
 def stamp_check(plot):

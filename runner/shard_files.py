@@ -4,11 +4,9 @@ that the shards' pivots are the same image."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from ..sweep import blur_meter, contact_sheet, levels, plot
 from . import files as sweep_files
 
 # Largest mean |difference| between two shards' pivots, in 0..255 levels, still taken as the
@@ -52,40 +50,3 @@ def write_partial(out_dir: Path, state) -> str:
     (out_dir / "partial.txt").write_text(note)
     return (f"Kept the finished shards: {len(rows) - 1} of {len(rows) - 1 + len(missing)} targets and the pivot, written to "
             f"{out_dir} as partial_*.png (see partial.txt); not rendered: K {', '.join(f'{k:g}' for k in missing) or '-'}.")
-
-
-def _uint8(image) -> np.ndarray:
-    """An IMAGE tensor (H, W, 3) in 0..1 -> uint8, as SaveImage quantises."""
-    return (image.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-
-
-def write_outputs(out_dir: Path, graph, result, prompts: list[dict], note: str = "") -> None:
-    """What a local run writes, for the whole sweep: <sweep>_NN_k<K>[_pivot].png per row (the
-    pivot first; each with the graph that rendered it as its "prompt" text), <sheet>.png,
-    blur_meter.txt (``note`` last), blur_plot.png. The sheet and the meter work on the 8-bit
-    images (a local run: on the floats)."""
-    import torch
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    labels = levels.Sweep(tuple(result.ks), 0).labels(len(result.ks))
-    images = torch.from_numpy(result.images).float() / 255.0
-    meter = blur_meter.measure_sweep(images, result.ks)
-    result.report = meter.report(labels, result.ks) + (f"\n\n{note}" if note else "")
-    sheet = contact_sheet.contact_sheet(images, labels, graph.columns)[0]
-    plot_image = plot.sweep_plot(result.ks, meter.sharpness, 0, f"Blur vs K: {meter.trend_text()}", meter.correlations(),
-                                     min_span=5 * blur_meter.NOISE)[0]
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for i, (image, prompt, k) in enumerate(zip(result.images, prompts, result.ks)):
-        info = PngInfo()
-        info.add_text("prompt", json.dumps(prompt))
-        name = sweep_files.image_name(graph.prefixes["sweep"], i, k, i == 0)
-        Image.fromarray(image).save(out_dir / name, pnginfo=info)
-        result.files.append(name)
-    name = f"{graph.prefixes['sheet']}.png"
-    Image.fromarray(_uint8(sheet)).save(out_dir / name)
-    plot_image = _uint8(plot_image)
-    Image.fromarray(sweep_files.stamp_check(plot_image) if note else plot_image).save(out_dir / sweep_files.PLOT)
-    (out_dir / sweep_files.REPORT).write_text(result.report + "\n")
-    result.files += [name, sweep_files.PLOT, sweep_files.REPORT]

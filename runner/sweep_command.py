@@ -234,6 +234,26 @@ def failure_message(errors: dict) -> str:
     return "".join(errors.get("traceback") or []) + line
 
 
+def take_savers(prompt) -> tuple[dict, list, int]:
+    """Take the graph's SaveImage nodes out of ``prompt``: the run's folder is written by
+    runner/files.py write_sweep, as a run over servers writes it. Returns the file prefixes
+    ("sweep", "sheet": the SaveImage prefixes' last part), the link [node, output] that gives
+    the sweep's images, and the contact sheet's columns."""
+    sheets = workflow_api.find(prompt, "BokehContactSheet")
+    prefixes, source = {"sheet": "sheet"}, None
+    for key in workflow_api.find(prompt, "SaveImage"):
+        node = prompt.pop(key)
+        prefix = str(node["inputs"]["filename_prefix"]).split("/")[-1]
+        if node["inputs"]["images"][0] in sheets:
+            prefixes["sheet"] = prefix
+        else:
+            prefixes["sweep"], source = prefix, node["inputs"]["images"]
+    if source is None:
+        raise RuntimeError("the sweep graph saves no images (a SaveImage fed by the sweep is expected)")
+    columns = int(prompt[sheets[0]]["inputs"].get("columns", 0)) if sheets else 0
+    return prefixes, source, columns
+
+
 def local_ks(args, parse_levels) -> tuple[list[float], int | None]:
     """K per image of a local run and the pivot's row (None for a photo stack)."""
     if args.photo:
@@ -313,10 +333,7 @@ def _main(argv, state) -> int:
     state["made"] = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     state["out"] = out_dir
-    folder_paths.set_output_directory(str(out_dir))
-    for k in workflow_api.find(prompt, "SaveImage"):
-        prefix = prompt[k]["inputs"]["filename_prefix"]
-        prompt[k]["inputs"]["filename_prefix"] = prefix.split("/")[-1]
+    prefixes, source, columns = take_savers(prompt)
     os.environ.pop("TQDM_DISABLE", None)
     start = time.time()
     with _CtrlC():
@@ -328,16 +345,10 @@ def _main(argv, state) -> int:
     if not result.ok:
         print(failure_message(result.errors), file=sys.stderr)
         return 1
-    (meter,) = workflow_api.find(prompt, "BokehBlurMeter")
-    report = result.outputs[meter][0][0] + ("\n\n" + sweep_files.CHECK_NOTE if args.check else "")
-    import numpy as np
-    from PIL import Image
-
-    plot = (result.outputs[meter][2][0][0].clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    Image.fromarray(sweep_files.stamp_check(plot) if args.check else plot).save(out_dir / sweep_files.PLOT)
-    (out_dir / sweep_files.REPORT).write_text(report + "\n")
     ks, pivot_row = local_ks(args, parse_levels)
-    files = sweep_files.name_by_k(out_dir, prompt, ks, pivot_row) + [sweep_files.PLOT, sweep_files.REPORT]
+    images = torch.cat(list(result.outputs[source[0]][source[1]]))  # what the graph's sweep SaveImage was given
+    files, report = sweep_files.write_sweep(out_dir, images, ks, pivot_row, prefixes, columns,
+                                            sweep_files.CHECK_NOTE if args.check else "", [prompt])
     print(f"\nDone in {time.time() - start:.1f} s. Wrote to {out_dir}:\n  " + "\n  ".join(files))
     print("\n" + report)
     return 0

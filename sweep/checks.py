@@ -1,5 +1,5 @@
 """The checks of the values a user gives: blur levels, scales, shares. Pure (no ComfyUI), so that
-the nodes (nodes/common.py) and the headless runner's command line (tools/sweep_args.py) share
+the nodes (nodes/common.py) and the headless runner's command line (runner/args.py) share
 one source of what is accepted and of the message that says so."""
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def test_the_nodes_give_what_sweep_outputs_gives(mods, batch, ks, pivot, count):
 
 
 def test_the_sharded_runners_composition_is_sweep_outputs(mods, batch):
-    """tools/shard_files.py write_outputs as it composed the outputs before issue 19 (pivot row 0,
+    """runner/shard_files.py write_outputs as it composed the outputs before issue 19 (pivot row 0,
     the sheet's columns, the plot with the pivot marked): sweep_outputs gives the same, bit for bit."""
     meter, sheets, plots = (harness.pack_module(f"sweep.{m}") for m in ("blur_meter", "contact_sheet", "plot"))
     ks = [2.0, 8.0, 18.0, 28.0]
