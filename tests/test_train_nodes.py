@@ -93,6 +93,7 @@ def trained(folders):
     seen = []
     previous = comfy.utils.PROGRESS_BAR_HOOK
     before = harness.sampled(harness.tiny_graph())
+    weights = {k: v.clone() for k, v in tiny_nodes.BokehTestTinyFlux().build(0, "tiny")[0].model.state_dict().items()}
     comfy.utils.set_progress_bar_global_hook(lambda value, total, *a, **k: seen.append((value, total)))
     try:
         result = harness.run_prompt(train_graph())
@@ -100,6 +101,8 @@ def trained(folders):
         comfy.utils.set_progress_bar_global_hook(previous)
     assert result.ok, result.errors
     after = harness.sampled(harness.tiny_graph())
+    state = tiny_nodes.BokehTestTinyFlux().build(0, "tiny")[0].model.state_dict()
+    assert state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in weights)  # the input model's values
     return result, before, after, seen
 
 
@@ -297,3 +300,19 @@ def test_manifest_paths_stay_inside_the_folder(mods, folders):
     (folder / "manifest.csv").write_text(header + "../scenes/scene0.png,../scenes/scene0.depth.npy,,a ball,true\n")
     message = one_line_error(harness.run_prompt(train_graph(folder="with_manifest", name="manifest_run")))
     assert "leaves the dataset folder" in message
+
+
+def test_photo_adapter_trains_in_the_graph(mods, folders):
+    """The photo flavour (FLUX.1 Kontext's I2I steps: the sharp photo as reference latent, its
+    render as target): a graph with only the data and training nodes runs (the trainer saves: an
+    output node), and the file is a photo adapter."""
+    _, models = folders
+    g = train_graph(name="photo_node", steps=2)
+    g["train"]["inputs"].update(flavour="photo (FLUX.1 Kontext)", settings=SETTINGS + "\ni2i_ratio=1.0")
+    g = {k: g[k] for k in ("model", "clip", "vae", "data", "train")}
+    result = harness.run_prompt(g)
+    assert result.ok, result.errors
+    assert result.outputs["train"][0][0].dims.flavour == "photo"
+    log = (models / "photo_node.safetensors.loss.csv").read_text().splitlines()
+    assert [row.split(",")[2] for row in log[1:]] == ["i2i", "i2i"]
+    assert mods.io.read_metadata(models / "photo_node.safetensors")["flavour"] == "photo"
