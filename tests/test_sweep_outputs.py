@@ -5,7 +5,7 @@ import harness
 import kornia
 import pytest
 import torch
-from test_images import photo, tinted  # noqa: F401 (photo is a fixture)
+from test_images import photo  # noqa: F401 (a fixture, used by name)
 
 
 @pytest.fixture(scope="module")

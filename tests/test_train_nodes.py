@@ -93,6 +93,7 @@ def trained(folders):
     seen = []
     previous = comfy.utils.PROGRESS_BAR_HOOK
     before = harness.sampled(harness.tiny_graph())
+    weights = {k: v.clone() for k, v in tiny_nodes.BokehTestTinyFlux().build(0, "tiny")[0].model.state_dict().items()}
     comfy.utils.set_progress_bar_global_hook(lambda value, total, *a, **k: seen.append((value, total)))
     try:
         result = harness.run_prompt(train_graph())
@@ -100,12 +101,20 @@ def trained(folders):
         comfy.utils.set_progress_bar_global_hook(previous)
     assert result.ok, result.errors
     after = harness.sampled(harness.tiny_graph())
+    state = tiny_nodes.BokehTestTinyFlux().build(0, "tiny")[0].model.state_dict()
+    assert state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in weights)  # the input model's values
     return result, before, after, seen
 
 
 def test_dataset_folders_are_the_input_sub_folders(mods, folders):
+    inputs, _ = folders
+    (inputs / "a_file.png").write_bytes(b"not a folder")
+    (inputs / ".hidden").mkdir(exist_ok=True)
+    (inputs / "clipspace").mkdir(exist_ok=True)
     nodes = harness.pack_module("nodes.train_data")
-    assert nodes.dataset_folders() == ["empty", "scenes"]
+    listed = nodes.dataset_folders()
+    assert {"empty", "scenes"} <= set(listed) and listed == sorted(listed)
+    assert not {"a_file.png", ".hidden", "clipspace"} & set(listed)
     assert nodes.BokehTrainingData.validate_inputs("scenes") is True
     for bad in ("../scenes", "/etc", "scenes/../..", "missing", 3):
         assert "not a sub-folder of ComfyUI's input folder" in nodes.BokehTrainingData.validate_inputs(bad)
@@ -274,3 +283,36 @@ def test_interrupt_stops_training_and_saves_nothing(folders, trained):
     assert not result.ok and any(event == "execution_interrupted" for event, _ in result.messages), result.messages[-3:]
     assert steps[-1] == 2 and not (models / "interrupted.safetensors").exists()
     assert torch.equal(harness.sampled(harness.tiny_graph()), trained[1])
+
+
+def test_manifest_paths_stay_inside_the_folder(mods, folders):
+    """A folder with a manifest.csv (the authors' columns) is read from it; a row whose path leaves
+    the folder is refused before anything is opened."""
+    inputs, _ = folders
+    folder = inputs / "with_manifest"
+    folder.mkdir()
+    write_scene(folder, "scene", 4)
+    header = "input_image_path,depth_map_path,fg_mask_path,captions,suitable_for_synthetic\n"
+    (folder / "manifest.csv").write_text(header + "scene.png,scene.depth.npy,scene.mask.png,a ball,true\n")
+    nodes = harness.pack_module("nodes.train_data")
+    (sample,) = nodes.read_dataset("with_manifest", SIZE)
+    assert sample.sharp and sample.depth is not None and sample.captions == ("a ball",)
+    (folder / "manifest.csv").write_text(header + "../scenes/scene0.png,../scenes/scene0.depth.npy,,a ball,true\n")
+    message = one_line_error(harness.run_prompt(train_graph(folder="with_manifest", name="manifest_run")))
+    assert "leaves the dataset folder" in message
+
+
+def test_photo_adapter_trains_in_the_graph(mods, folders):
+    """The photo flavour (FLUX.1 Kontext's I2I steps: the sharp photo as reference latent, its
+    render as target): a graph with only the data and training nodes runs (the trainer saves: an
+    output node), and the file is a photo adapter."""
+    _, models = folders
+    g = train_graph(name="photo_node", steps=2)
+    g["train"]["inputs"].update(flavour="photo (FLUX.1 Kontext)", settings=SETTINGS + "\ni2i_ratio=1.0")
+    g = {k: g[k] for k in ("model", "clip", "vae", "data", "train")}
+    result = harness.run_prompt(g)
+    assert result.ok, result.errors
+    assert result.outputs["train"][0][0].dims.flavour == "photo"
+    log = (models / "photo_node.safetensors.loss.csv").read_text().splitlines()
+    assert [row.split(",")[2] for row in log[1:]] == ["i2i", "i2i"]
+    assert mods.io.read_metadata(models / "photo_node.safetensors")["flavour"] == "photo"

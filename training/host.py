@@ -28,9 +28,14 @@ def trainable(model):
         if getattr(model, "is_dynamic", lambda: False)():
             model = model.clone(disable_dynamic=True)  # the host's own non-dynamic copy (0.16+, NVIDIA)
         replaced = 0
-        for module in model.model.diffusion_model.modules():
+        # Weights the host pinned in CPU memory (partial loads) stay: they reach the device only
+        # as copies made while training runs (outside inference mode), and unpinning needs the
+        # pinned tensor itself. (Not exercised by the CPU tests: no pinning there.)
+        pinned = getattr(model, "pinned", None) or set()
+        for path, module in model.model.diffusion_model.named_modules():
+            prefix = f"diffusion_model.{path}." if path else "diffusion_model."
             for name, p in list(module._parameters.items()):
-                if p is not None and p.is_inference():
+                if p is not None and p.is_inference() and prefix + name not in pinned:
                     module._parameters[name] = nn.Parameter(p.clone(), requires_grad=False)
                     replaced += 1
             for name, b in list(module._buffers.items()):

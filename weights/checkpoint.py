@@ -44,7 +44,6 @@ class LoadedAdapter:
     module: BokehAdapter
     dims: AdapterDims
     source: str  # the name the file was loaded by (its model-folder name)
-    config: dict = field(default_factory=dict)
     unused_keys: list[str] = field(default_factory=list)
     identity: tuple = ()
     patchers: dict = field(default_factory=dict, repr=False)
@@ -160,6 +159,6 @@ def load_adapter(path: str | Path, name: str | None = None, known: dict | None =
     module.requires_grad_(False).eval()
     if unused:
         log.warning("%s: %d keys are not part of a Bokeh adapter and were ignored: %s", name, len(unused), ", ".join(unused[:8]))
-    loaded = LoadedAdapter(module=module, dims=dims, source=name, config=cfg, unused_keys=unused, identity=identity)
+    loaded = LoadedAdapter(module=module, dims=dims, source=name, unused_keys=unused, identity=identity)
     log.info("Loaded Bokeh adapter %s", loaded.describe())
     return loaded
