@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from . import files as sweep_files
 
 # Largest mean |difference| between two shards' pivots, in 0..255 levels, still taken as the
@@ -50,3 +51,11 @@ def write_partial(out_dir: Path, state) -> str:
     (out_dir / "partial.txt").write_text(note)
     return (f"Kept the finished shards: {len(rows) - 1} of {len(rows) - 1 + len(missing)} targets and the pivot, written to "
             f"{out_dir} as partial_*.png (see partial.txt); not rendered: K {', '.join(f'{k:g}' for k in missing) or '-'}.")
+
+
+def write_outputs(out_dir: Path, graph, result, prompts: list[dict], note: str = "") -> None:
+    """The whole sweep, written as a local run writes it (runner/files.py write_sweep): the images
+    are the servers' 8-bit PNGs, the pivot first."""
+    names, result.report = sweep_files.write_sweep(out_dir, result.images, result.ks, 0, graph.prefixes, graph.columns,
+                                                   note, prompts)
+    result.files += names

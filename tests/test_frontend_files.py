@@ -44,7 +44,7 @@ def test_the_bundled_workflows_are_what_the_generator_writes(pack):
 
 def test_every_input_and_output_has_a_label(pack):
     defs = json.loads((harness.REPO / "locales" / "en" / "nodeDefs.json").read_text())
-    assert len(defs) == 11
+    assert len(defs) == 13
     for node_id, entry in defs.items():
         assert entry["display_name"].startswith("Bokeh") or "Bokeh" in entry["display_name"], node_id
         for where in ("inputs", "outputs"):

@@ -2,12 +2,14 @@
 node definitions, validated by the host, and run end to end in its executor. Only model loading
 and text encoding are swapped for tiny random models; every other node runs as saved."""
 
+import contextlib
 import copy
+import shutil
 
 import harness
 import pytest
 import workflow_api
-from make_workflows import ADAPTER, PHOTO_STEPS, SEED
+from make_workflows import ADAPTER, PHOTO_STEPS, SEED, TRAIN_FOLDER, TRAIN_STEPS
 from model_files import PHOTO_ADAPTER, PHOTO_IMAGE
 
 # The saved step counts and blur levels are checked; the tiny-model runs take 2 steps and 3 levels
@@ -22,7 +24,11 @@ ALL_WORKFLOWS = sorted((harness.REPO / "workflows").glob("*.json"))
 WORKFLOWS = [p for p in ALL_WORKFLOWS if not p.stem.endswith("_distributed")]
 OURS = ["BokehAdapterLoader", "BokehApplyAdapter", "BokehPivotBatch", "BokehBlurLevels",
         "BokehColorMatch", "BokehContactSheet", "BokehBlurMeter", "BokehPhotoPrompt", "BokehPhotoResize", "BokehGatherSweep",
-        "BokehRenderClassical"]
+        "BokehRenderClassical", "BokehTrainingData", "BokehTrainAdapter"]
+# The training workflow's run: a tiny adapter for 2 steps on two tiny scenes.
+RUN_TRAINING = {"BokehTrainAdapter": dict(steps=2, rank=4, batch_size=2, if_exists="overwrite",
+                                          settings="context=16\nembed_hidden=8\nk_levels=2"),
+                "BokehTrainingData": dict(size=32)}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,10 +44,32 @@ def tiny_adapter(pack, tmp_path_factory):
     harness.write_example_photo(PHOTO_IMAGE)
 
 
-def test_there_are_eight_workflows():
+def test_there_are_nine_workflows():
     assert [p.name for p in ALL_WORKFLOWS] == [
         "bokeh_classical_render.json", "bokeh_grounded_sweep.json", "bokeh_grounded_sweep_checkpoint.json", "bokeh_grounded_sweep_distributed.json", "bokeh_list_sweep.json",
-        "bokeh_photo.json", "bokeh_photo_stack.json", "bokeh_single_image.json"]
+        "bokeh_photo.json", "bokeh_photo_stack.json", "bokeh_single_image.json", "bokeh_train.json"]
+
+
+@contextlib.contextmanager
+def training_folders(tmp_path):
+    """ComfyUI's input folder with the training workflow's dataset (input/bokeh_training: two tiny
+    scenes) and the example photo, and a fresh first adapter folder, for one run."""
+    import folder_paths
+    from test_train_nodes import write_scene
+
+    inputs, models = tmp_path / "input", tmp_path / "models"
+    (inputs / TRAIN_FOLDER).mkdir(parents=True), models.mkdir()
+    for i in range(2):
+        write_scene(inputs / TRAIN_FOLDER, f"scene{i}", i)
+    shutil.copy(harness.write_example_photo(PHOTO_IMAGE), inputs / PHOTO_IMAGE)
+    old_input, paths = folder_paths.get_input_directory(), folder_paths.folder_names_and_paths["bokeh_diffusion"][0]
+    folder_paths.set_input_directory(str(inputs))
+    paths.insert(0, str(models))
+    try:
+        yield models
+    finally:
+        paths.remove(str(models))
+        folder_paths.set_input_directory(old_input)
 
 
 def test_every_node_of_ours_is_in_a_workflow():
@@ -54,11 +82,15 @@ def test_every_node_of_ours_is_in_a_workflow():
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
-def test_workflow_validates_and_runs(path):
+def test_workflow_validates_and_runs(path, tmp_path):
     workflow = workflow_api.load(path)
     assert any(n["type"] == "Note" for n in workflow["nodes"])  # says which files go where
     prompt = workflow_api.ui_to_api(workflow)
-    photo = "photo" in path.stem
+    photo = "photo" in path.stem or path.stem == "bokeh_train"  # the trained adapter renders a photo
+    for kind, values in RUN_TRAINING.items():
+        for key in workflow_api.find(prompt, kind):
+            assert prompt[key]["inputs"].get("steps", TRAIN_STEPS) == TRAIN_STEPS
+            prompt[key]["inputs"].update(values)
     for ks in workflow_api.find(prompt, "KSampler"):  # one, except in the classical render (no model)
         steps = PHOTO_STEPS if photo else 30
         assert prompt[ks]["inputs"]["seed"] == SEED and prompt[ks]["inputs"]["steps"] == steps  # seed control widget skipped
@@ -66,8 +98,12 @@ def test_workflow_validates_and_runs(path):
     for kind, (name, value) in RUN_LEVELS.items():
         for key in workflow_api.find(prompt, kind):
             prompt[key]["inputs"][name] = value
-    result = harness.run_prompt(harness.swap_for_tiny_models(prompt))
+    with training_folders(tmp_path) if path.stem == "bokeh_train" else contextlib.nullcontext() as models:
+        result = harness.run_prompt(harness.swap_for_tiny_models(prompt))
     assert result.ok, (result.errors.get("exception_message"), result.errors.get("node_errors") or result.errors)
+    if models is not None:
+        assert sorted(p.name for p in models.iterdir()) == ["my_bokeh.safetensors", "my_bokeh.safetensors.loss.csv",
+                                                            "my_bokeh.safetensors.state"]
     saved = [out for out in result.ui.values() if "images" in out]
     assert saved and all(out["images"] for out in saved)
     if "grounded" in path.stem:

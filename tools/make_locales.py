@@ -103,6 +103,30 @@ PAGES = {
         "*LoadImage* -> **Bokeh Render (classical)** (Depth from a depth estimator such as Depth Anything, near is "
         "bright; Subject Mask from a background remover; Blur 15) -> *Save Image*. **Blur Map** shows where it is sharp.",
     ),
+    "BokehTrainingData": (
+        "Reads a training set for *Train Bokeh Adapter* from a folder inside `ComfyUI/input`, chosen from a list (a "
+        "path typed by a client is never opened). Beside each image `NAME.png`: `NAME.txt` captions (one per line); "
+        "for a sharp photo, `NAME.depth.npy` (metric depth, larger = farther) and optionally `NAME.mask.png` (the "
+        "subject), from which bokeh is rendered at random K; for a defocused photo, `NAME.k.txt` with its K, or EXIF "
+        "with the focus distance. A `manifest.csv` with the authors' columns is read instead when the folder has one "
+        "(its paths must stay inside the folder). The same reader, rules and errors as the headless "
+        "`scripts/bokeh_train.py`; bad data stops with a message naming the file.",
+        "Put `my_photos/` with `dog.png`, `dog.txt`, `dog.depth.npy`, `dog.mask.png`, ... into `ComfyUI/input/`, "
+        "refresh, pick **my_photos** here (Size 512) and connect **Training Data** to *Train Bokeh Adapter*.",
+    ),
+    "BokehTrainAdapter": (
+        "Trains a new Bokeh adapter on the connected FLUX model with the authors' recipe (spec `bokeh-training.md`): "
+        "rendered bokeh from sharp photos with depth, real photos with their K, grounded groups; a progress bar, "
+        "Cancel stops it (nothing is saved). It saves `models/bokeh_diffusion/<File Name>.safetensors` with its "
+        "resume state (`.state`) and loss log (`.loss.csv`), and outputs the adapter as *Load Bokeh Adapter* loads "
+        "the file, plus a loss plot. The model itself is not changed. The same trainer as the headless "
+        "`scripts/bokeh_train.py`: the same seed and data give the same losses. Settings not on the node follow "
+        "the authors; **Settings** takes any of them as `name=value` lines.",
+        "*UNETLoader* (FLUX.1 Kontext) + *DualCLIPLoader* (flux) + *VAELoader* + *Bokeh Training Data* -> **Train "
+        "Bokeh Adapter** (Steps 2000, File Name my_bokeh) -> **Bokeh Adapter** into *Apply Bokeh Adapter*, **Loss "
+        "Plot** into *Preview Image*. Full FLUX training needs a GPU with the memory for the bf16 base (24 GB) plus "
+        "the adapter's float32 state; Gradient Checkpointing (on) keeps activations small.",
+    ),
 }
 
 

@@ -117,6 +117,7 @@ def main():
         "bokeh_photo": photo_page("Bokeh on your photo", "FLUX.1 Kontext + photo adapter: background blur K 10", [("K 10", 3.0)]),
         "bokeh_photo_stack": photo_page("Blur stack of your photo", "one image per K, the subject kept sharp",
                                         [("K 1", 0.3), ("K 11", 2.0), ("K 21", 4.0), ("K 30", 6.0)]),
+        "bokeh_train": photo_page("Train your own bokeh adapter", "your photos + depth -> an adapter, then K 15 on a photo", [("K 15", 3.0)]),
         "bokeh_classical_render": photo_page("Classical bokeh from depth", "photo + depth map, no model: the "
                                              "training data's renderer", [("K 15", 3.0)]),
     }

@@ -333,6 +333,63 @@ def classical_render():
     g.save("bokeh_classical_render.json")
 
 
+TRAIN_FOLDER = "bokeh_training"  # the workflow's dataset: ComfyUI/input/bokeh_training
+TRAIN_STEPS = 2000
+TRAIN_NOTE = (
+    "Train your own Bokeh adapter: files and data\n\n"
+    f"models/diffusion_models/{KONTEXT_UNET}  (FLUX.1 Kontext [dev]: NON-COMMERCIAL licence, the FLUX.1 [dev] "
+    "licence, which also covers what is trained on it)\n"
+    f"models/text_encoders/{T5} and {CLIP_L}\n"
+    f"models/vae/{AE}\n\n"
+    f"Training photos: a folder inside ComfyUI/input (here input/{TRAIN_FOLDER}); refresh the page and pick it in "
+    "Bokeh Training Data. Beside each photo NAME.png: NAME.txt (captions, one per line); a sharp photo needs "
+    "NAME.depth.npy (metric depth, larger = farther) and ideally NAME.mask.png (the subject, white); a photo with "
+    "real bokeh needs NAME.k.txt (its K) or EXIF with the focus distance.\n\n"
+    "Train Bokeh Adapter saves models/bokeh_diffusion/my_bokeh.safetensors (If File Exists = stop: a second run "
+    "needs another name, overwrite or resume) and hands the adapter straight to Apply Bokeh Adapter, which renders "
+    "the photo in Load Image at K 15 with it. Training full FLUX needs a large GPU (the bf16 base alone is 24 GB); "
+    "see the README's Training section. Cancel stops training and saves nothing."
+)
+
+
+def train_workflow():
+    """UNETLoader (Kontext) + DualCLIPLoader + VAELoader + Bokeh Training Data -> Train Bokeh
+    Adapter (the loss plot into a preview) -> its adapter straight into Apply Bokeh Adapter -> the
+    photo graph of bokeh_photo.json at K 15 (Photo Resize, ReferenceLatent, FluxGuidance 7.0,
+    KSampler euler/simple/50, Colour Match) -> SaveImage."""
+    g = Graph()
+    g.add("Note", 0, {"text": TRAIN_NOTE}, size=(340, 420))
+    unet = g.add("UNETLoader", 0, {"unet_name": KONTEXT_UNET, "weight_dtype": "default"}, models=[KONTEXT_UNET])
+    clip = g.add("DualCLIPLoader", 0, {"clip_name1": T5, "clip_name2": CLIP_L, "type": "flux"}, models=[T5, CLIP_L])
+    vae = g.add("VAELoader", 0, {"vae_name": AE}, models=[AE])
+    data = g.add("BokehTrainingData", 1, {"folder": TRAIN_FOLDER, "size": 512}, size=(320, 110))
+    train = g.add("BokehTrainAdapter", 1, {"flavour": "photo (FLUX.1 Kontext)", "steps": TRAIN_STEPS, "learning_rate": 1e-4,
+                                           "rank": 128, "batch_size": 4, "seed": 0, "file_name": "my_bokeh",
+                                           "if_exists": "stop", "optimizer": "adamw", "gradient_checkpointing": True,
+                                           "settings": ""}, size=(360, 440),
+                  model=(unet, 0), clip=(clip, 0), vae=(vae, 0), training_data=(data, 0))
+    g.add("PreviewImage", 2, title="Training loss", size=(400, 300), images=(train, 1))
+    photo = g.add("LoadImage", 2, {"image": PHOTO_IMAGE}, title="A photo to try it on", size=(320, 360))
+    resize = g.add("BokehPhotoResize", 2, size=(320, 120), image=(photo, 0))
+    encode = g.add("VAEEncode", 3, pixels=(resize, 0), vae=(vae, 0))
+    applied = g.add("BokehApplyAdapter", 3, {"blur_level": 15.0, "bokeh_scale": 1.0, "lora_scale": 1.0}, size=(340, 160),
+                    model=(unet, 0), bokeh_adapter=(train, 0))
+    sampling = g.add("ModelSamplingFlux", 3, {"max_shift": 1.15, "base_shift": 0.5, "width": 512, "height": 512},
+                     model=(applied, 0), width=(resize, 1), height=(resize, 2))
+    prompt = g.add("BokehPhotoPrompt", 3, {"blur_level": 15.0}, size=(340, 110), clip=(clip, 0))
+    reference = g.add("ReferenceLatent", 4, conditioning=(prompt, 0), latent=(encode, 0))
+    pos = g.add("FluxGuidance", 4, {"guidance": PHOTO_GUIDANCE}, conditioning=(reference, 0))
+    neg = g.add("ConditioningZeroOut", 4, conditioning=(reference, 0))
+    sample = g.add("KSampler", 4, {"seed": SEED, "steps": PHOTO_STEPS, "cfg": 1.0, "sampler_name": "euler",
+                                   "scheduler": "simple", "denoise": 1.0}, size=(320, 260),
+                   model=(sampling, 0), positive=(pos, 0), negative=(neg, 0), latent_image=(encode, 0))
+    image = g.add("VAEDecode", 5, samples=(sample, 0), vae=(vae, 0))
+    color = g.add("BokehColorMatch", 5, {"pivot_index": 0, "match_std": True, "drop_pivot": False},
+                  images=(image, 0), reference=(resize, 0))
+    g.add("SaveImage", 6, {"filename_prefix": "bokeh/trained"}, size=(400, 460), images=(color, 0))
+    g.save("bokeh_train.json")
+
+
 def render() -> dict:
     """Every bundled workflow: file name -> the text of workflows/<name>. Needs the pack loaded
     (the node schemas give the inputs' order and types)."""
@@ -345,6 +402,7 @@ def render() -> dict:
     photo_graph(stack=False)
     photo_graph(stack=True)
     classical_render()
+    train_workflow()
     return dict(_rendered)
 
 
