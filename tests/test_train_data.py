@@ -3,6 +3,8 @@ error, the batch maker's draws (grounded groups, I2I), the schedule (the authors
 resuming, the optional Prodigy."""
 
 import importlib.util
+import subprocess
+import sys
 
 import harness
 import numpy as np
@@ -180,9 +182,7 @@ def test_headless_command(mods, tmp_path):
     """scripts/bokeh_train.py with tiny models (--check): trains from a folder, writes the adapter
     (loadable, with metadata), its resume state and the loss log; resumes; a bad folder is one
     line and exit code 2."""
-    spec = importlib.util.spec_from_file_location("bokeh_train_script", harness.REPO / "scripts" / "bokeh_train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = harness.pack_module("runner.train_command")  # what scripts/bokeh_train.py runs
     data = tmp_path / "data"
     data.mkdir()
     sharp_sample(data, "scene")
@@ -198,3 +198,7 @@ def test_headless_command(mods, tmp_path):
     assert rows[0] == "step,loss,batch,lr" and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     assert (tmp_path / "mine.safetensors.state").is_file()
     assert script.main(["--check", "--folder", str(tmp_path / "nothing"), "--out-dir", str(tmp_path)]) == 2
+    # The command as the README writes it: one line, exit code 2.
+    proc = subprocess.run([sys.executable, str(harness.REPO / "scripts" / "bokeh_train.py"), "--check", "--folder",
+                           str(tmp_path / "nothing"), "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "nothing" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
