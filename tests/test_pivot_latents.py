@@ -10,7 +10,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Loads the pack by file path under a private name with every ComfyUI module refused, then uses
+# Loads the pack (scripts/pack.py) with every ComfyUI module refused, then uses
 # the module: it fails if sweep.pivot_latents (or what it imports) reaches for the host.
 ISOLATED = r"""
 import importlib, importlib.abc, importlib.util, sys
@@ -23,14 +23,12 @@ class NoHost(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, NoHost())
-spec = importlib.util.spec_from_file_location("bokeh_isolated", sys.argv[1] + "/__init__.py", submodule_search_locations=[sys.argv[1]])
-pack = importlib.util.module_from_spec(spec)
-sys.modules["bokeh_isolated"] = pack
-spec.loader.exec_module(pack)
+sys.path.insert(0, sys.argv[1] + "/scripts")
+import pack  # scripts/pack.py, the pack's one loader
 import torch
 for name in ("sweep.pivot_latents", "sweep.outputs"):
-    importlib.import_module("bokeh_isolated." + name)
-latents = sys.modules["bokeh_isolated.sweep.pivot_latents"]
+    pack.module(name)
+latents = pack.module("sweep.pivot_latents")
 out = latents.pivot_latent({"samples": torch.zeros(1, 16, 4, 4)}, 3)
 assert out["samples"].shape == (3, 16, 4, 4) and out["batch_index"] == [0, 0, 0]
 print("host-free:", sorted(m for m in sys.modules if m.split(".")[0] in HOST))
