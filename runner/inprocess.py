@@ -71,6 +71,17 @@ def load_pack():
     return pack
 
 
+def load_pack_quietly(level: int = logging.WARNING):
+    """load_pack for the commands: ComfyUI logs its optional nodes' import failures (its audio
+    nodes without torchaudio) as warnings with tracebacks, which do not concern a sweep or a
+    training run; the log level is ``level`` afterwards."""
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        return load_pack()
+    finally:
+        logging.getLogger().setLevel(level)
+
+
 def pack_module(name: str):
     """A submodule of the pack as ComfyUI loaded it, e.g. pack_module('attention.bokeh')."""
     load_pack()

@@ -284,11 +284,7 @@ def _main(argv, state) -> int:
     import torch
 
     root = inprocess.boot(cpu=args.check or args.cpu or not torch.cuda.is_available())
-    # ComfyUI logs its optional nodes' import failures (audio without torchaudio) as warnings
-    # with tracebacks; they do not concern a blur sweep.
-    logging.getLogger().setLevel(logging.ERROR)
-    inprocess.load_pack()
-    logging.getLogger().setLevel(logging.WARNING)
+    inprocess.load_pack_quietly()
     import folder_paths
 
     models_dir = use_model_folders(args, folder_paths, root)

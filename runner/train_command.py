@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     inprocess.boot(cpu=args.cpu or args.check)
-    inprocess.load_pack()
+    inprocess.load_pack_quietly(logging.INFO)
     import folder_paths
     from tqdm import tqdm
 
