@@ -12,6 +12,7 @@ Three kinds of batch:
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 
@@ -23,10 +24,21 @@ from .step import Batch
 
 log = logging.getLogger(__name__)
 
-# bokehdepth-photo.md section 2: the photo adapter's prompt, K with two decimals. The authors'
-# trainer picks one of four wordings (spec 1.5 step 9e); the spec gives this one in full.
-I2I_TEMPLATE = ("Set dof_cond = {k:.2f} (stronger background defocus); preserve subject sharpness; "
-                "keep composition, lighting, and colors unchanged.")
+# The I2I captions (spec 1.5 step 9e): the authors' trainer fills one of four wordings, chosen
+# uniformly, with K to two decimals (BokehDepth train_flux_I2I.py:1362-1379, MIT; the words are
+# data the adapter learnt from). Their K is the bf16 network input times K_max, clamped at 0,
+# so it can differ from K in the second decimal; here it is K itself.
+I2I_TEMPLATES = (
+    "Set dof_cond = {value} (stronger background defocus), no changes to composition, lighting, or colors.",
+    "Increase dof_cond to {value} to enhance background blur; preserve subject sharpness and keep composition, "
+    "lighting, colors unchanged.",
+    "Apply dof_cond = {value} for stronger bokeh; keep the main subject crisp, do not alter composition, lighting, "
+    "or color tone.",
+    "Use dof_cond = {value} to intensify background defocus; maintain original framing, lighting, and color fidelity.",
+)
+# bokehdepth-photo.md section 2: the prompt the photo adapter is sampled with (the option i2i_prompts="inference").
+INFERENCE_PROMPT = ("Set dof_cond = {value} (stronger background defocus); preserve subject sharpness; "
+                    "keep composition, lighting, and colors unchanged.")
 
 
 class BatchMaker:
@@ -52,7 +64,8 @@ class BatchMaker:
         ks = [s.k for s in self.real]
         self.k_range = (min(ks), max(ks)) if ks else (0.0, 0.0)
         self._text: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._latents: dict[str, torch.Tensor] = {}
+        self._latents: dict = {}  # photo name, or (name, K level) -> encode()'s result for one image
+        self.schedule: torch.Tensor | None = None  # this epoch's I2I (1) / T2I (0) steps (i2i_mix "epoch")
 
     # -- random draws ------------------------------------------------------------------
     @staticmethod
@@ -70,10 +83,35 @@ class BatchMaker:
     def _k_input(self, value: float, g) -> float:
         return UNCOND_INPUT if self._u(g) < self.recipe.k_dropout else value
 
-    def kind(self, g) -> str:
+    def epoch_steps(self) -> int:
+        """Steps of one epoch as the authors' trainer counts them with one process (spec 1.6): the
+        longer T2I loader (real photos in batches of batch_size; sharp photos one grounded group a
+        batch, as released) plus the I2I loader (photo flavour), loaders keeping a short last batch."""
         r = self.recipe
-        if r.flavour == "photo" and self.i2i and (self._u(g) < r.i2i_ratio or not (self.sharp or self.real)):
-            return "i2i"
+        t2i = max(math.ceil(len(self.real) / r.batch_size), len(self.sharp))
+        i2i = math.ceil(len(self.i2i) / r.batch_size) if r.flavour == "photo" else 0
+        return max(1, t2i + i2i)
+
+    def _epoch_i2i(self, g, step: int) -> bool:
+        """Whether step ``step`` is I2I under the per-epoch schedule (spec 1.7): at an epoch's first
+        step, int(n (1 - i2i_ratio)) T2I and the rest I2I, shuffled."""
+        n = self.epoch_steps()
+        if step % n == 0 or self.schedule is None or len(self.schedule) != n:
+            t2i = int(n * (1.0 - self.recipe.i2i_ratio))
+            order = torch.randperm(n, generator=g)
+            self.schedule = (order >= t2i).to(torch.int8)  # the first t2i of a shuffled range are T2I
+        return bool(self.schedule[step % n])
+
+    def kind(self, g, step: int | None = None) -> str:
+        """The next batch's kind. ``step`` (the optimiser step) selects the per-epoch schedule
+        (i2i_mix "epoch"); without it, or with "step", each step is drawn with i2i_ratio."""
+        r = self.recipe
+        if r.flavour == "photo" and self.i2i:
+            if r.i2i_mix == "epoch" and step is not None and (self.sharp or self.real):
+                if self._epoch_i2i(g, step):
+                    return "i2i"
+            elif self._u(g) < r.i2i_ratio or not (self.sharp or self.real):
+                return "i2i"
         real = self._u(g) < r.real_ratio
         if (real and self.real) or not self.sharp:
             if not self.real:
@@ -89,18 +127,39 @@ class BatchMaker:
             hit = self._text[caption] = (cond[0][0][0].detach().float().cpu(), cond[0][1]["pooled_output"][0].detach().float().cpu())
         return hit
 
-    def latents(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (B, 3, H, W) in [0, 1] -> latents in the model's space (the VAE's mean, as
-        inference encodes; the authors sampled the posterior, spec 1.12-6)."""
-        with torch.no_grad():
-            lat = self.vae.encode(images.movedim(1, -1)[..., :3])
-            return self.model.model.process_latent_in(lat).float().cpu()
+    def encode(self, images: torch.Tensor):
+        """images: (B, 3, H, W) in [0, 1] -> what ``draw`` turns into latents: with vae_latents
+        "mean" the latents in the model's space (the VAE's output: its posterior's mean, as
+        inference encodes); with "sample" the posterior's (mean, std) before the latent format,
+        float32 on the CPU (read from the host's own regulariser, spec 1.5 step 2)."""
+        if self.recipe.vae_latents == "mean":
+            with torch.no_grad():
+                lat = self.vae.encode(images.movedim(1, -1)[..., :3])
+                return self.model.model.process_latent_in(lat).float().cpu()
+        return posterior(self.vae, images)
 
-    def photo_latent(self, sample: Sample) -> torch.Tensor:
+    def draw(self, entry, g=None) -> torch.Tensor:
+        """Latents in the model's space from ``encode``'s result: "mean" as it is; "sample" a draw
+        mean + std * e, e ~ N(0, 1) from ``g`` (no ``g``: the mean), through the latent format."""
+        if self.recipe.vae_latents == "mean":
+            return entry
+        mean, std = entry
+        raw = mean if g is None else mean + std * torch.randn(mean.shape, generator=g)
+        with torch.no_grad():
+            return self.model.model.process_latent_in(raw).float().cpu()
+
+    def latents(self, images: torch.Tensor, g=None) -> torch.Tensor:
+        return self.draw(self.encode(images), g)
+
+    def _photo(self, sample: Sample):
         hit = self._latents.get(sample.name)
         if hit is None:
-            hit = self._latents[sample.name] = self.latents(sample.image[None])[0]
+            hit = self._latents[sample.name] = _row(self.encode(sample.image[None]), 0)
         return hit
+
+    def photo_latent(self, sample: Sample, g=None) -> torch.Tensor:
+        """The photo's latent (its encoding cached): a fresh posterior draw from ``g`` each call."""
+        return self.draw(self._photo(sample), g)
 
     def draw_k(self, g) -> float:
         """K ~ U(k_min, k_max) (spec 1.8), or one of ``k_levels`` evenly spaced levels."""
@@ -127,31 +186,32 @@ class BatchMaker:
         r = self.recipe
         return [r.k_min + (r.k_max - r.k_min) * i / max(1, r.k_levels - 1) for i in range(r.k_levels)]
 
-    def render_latents(self, samples: list[Sample], ks: list[float]) -> torch.Tensor:
+    def render_latents(self, samples: list[Sample], ks: list[float], g=None) -> torch.Tensor:
         """Latents of the renders. With ``k_levels`` a sample's renders at every level are made and
         encoded in one call the first time one is needed, so a latent never depends on which
         batch asked first (the encoder's rounding depends on the batch shape)."""
         if not self.recipe.k_levels:
-            return self.latents(self.renders(samples, ks))
+            return self.latents(self.renders(samples, ks), g)
         levels = self.levels()
         for s in samples:
             if (s.name, round(levels[0], 6)) not in self._latents:
-                made = self.latents(self.renders([s] * len(levels), levels))
-                self._latents.update({(s.name, round(k, 6)): lat for k, lat in zip(levels, made)})
-        return torch.stack([self._latents[(s.name, round(k, 6))] for s, k in zip(samples, ks)])
+                made = self.encode(self.renders([s] * len(levels), levels))
+                self._latents.update({(s.name, round(k, 6)): _row(made, i) for i, k in enumerate(levels)})
+        return torch.stack([self.draw(self._latents[(s.name, round(k, 6))], g) for s, k in zip(samples, ks)])
 
     def prerender(self) -> None:
         """Encode every photo, and with ``k_levels`` every render, now (batched per sample)."""
         for s in self.i2i + self.real:
-            self.photo_latent(s)
+            self._photo(s)
         if self.recipe.k_levels:
             levels = self.levels()
             for s in self.sharp:
                 self.render_latents([s], levels[:1])
 
     # -- batches -------------------------------------------------------------------------
-    def make(self, g, kind: str | None = None) -> Batch:
-        kind = kind or self.kind(g)
+    def make(self, g, kind: str | None = None, step: int | None = None) -> Batch:
+        """The next batch, every draw from ``g``; ``step``: the optimiser step (see ``kind``)."""
+        kind = kind or self.kind(g, step)
         r = self.recipe
         swap, reference = None, None
         if kind == "group":
@@ -160,7 +220,7 @@ class BatchMaker:
             ks = [self.draw_k(g) for _ in range(r.group_size - 1)]
             photo_k = sample.k / K_RANGE if sample.k is not None else 0.0  # raw K / 30 (spec 1.8)
             inputs = [self._k_input(v, g) for v in [photo_k] + [k / K_RANGE for k in ks]]
-            targets = torch.cat([self.photo_latent(sample)[None], self.render_latents([sample] * len(ks), ks)])
+            targets = torch.cat([self.photo_latent(sample, g)[None], self.render_latents([sample] * len(ks), ks, g)])
             if r.swap_prob > 0:
                 pivot = int(torch.randint(r.group_size, (), generator=g))
                 swap = torch.tensor([pivot if self._u(g) < r.swap_prob else i for i in range(r.group_size)])
@@ -170,21 +230,17 @@ class BatchMaker:
             lo, hi = self.k_range
             values = [(s.k - lo) / (hi - lo + 1e-8) if r.real_k == "minmax" else s.k / K_RANGE for s in rows]
             inputs = [self._k_input(v, g) for v in values]
-            targets = torch.stack([self.photo_latent(s) for s in rows])
+            targets = torch.stack([self.photo_latent(s, g) for s in rows])
         elif kind == "i2i":
             rows = [self._pick(self.i2i, g) for _ in range(r.batch_size)]
             paired = [r.paired_targets and s.target is not None and s.k is not None for s in rows]
             ks = [s.k if p else self.draw_k(g) for s, p in zip(rows, paired)]
             render = [i for i, p in enumerate(paired) if not p]
-            made = dict(zip(render, self.render_latents([rows[i] for i in render], [ks[i] for i in render]))) if render else {}
-            targets = torch.stack([made[i] if i in made else self.latents(rows[i].target[None])[0] for i in range(len(rows))])
+            made = dict(zip(render, self.render_latents([rows[i] for i in render], [ks[i] for i in render], g))) if render else {}
+            targets = torch.stack([made[i] if i in made else self.latents(rows[i].target[None], g)[0] for i in range(len(rows))])
             inputs = [k / r.k_max for k in ks]  # K / K_max, never dropped (spec 1.8: the trainer overwrites the dropout)
-            captions = []
-            for s, k in zip(rows, ks):
-                caption = self._caption(s, g)
-                keep = caption and self._u(g) < r.i2i_caption_keep
-                captions.append(caption if keep else I2I_TEMPLATE.format(k=k))
-            reference = torch.stack([self.photo_latent(s) for s in rows])
+            captions = [self.i2i_caption(self._caption(s, g), k, g) for s, k in zip(rows, ks)]
+            reference = torch.stack([self.photo_latent(s, g) for s in rows])
         else:
             raise BokehInputError(f"Unknown batch kind {kind!r}.")
         b = targets.shape[0]
@@ -196,6 +252,18 @@ class BatchMaker:
                      context=context, pooled=pooled, guidance=torch.full((b,), float(r.guidance)), reference=reference,
                      swap=swap, swap_blocks=r.swap_blocks, extra={"kind": kind})
 
+    def i2i_caption(self, caption: str, k: float, g) -> str:
+        """Spec 1.5 step 9e: a non-empty caption is kept with probability i2i_caption_keep; else
+        (and always for an empty one) a template with K to two decimals, one of the authors' four
+        chosen uniformly (i2i_prompts "authors") or the sampling prompt ("inference")."""
+        r = self.recipe
+        if caption.strip() and self._u(g) < r.i2i_caption_keep:
+            return caption
+        value = f"{k:.2f}"
+        if r.i2i_prompts == "inference":
+            return INFERENCE_PROMPT.format(value=value)
+        return I2I_TEMPLATES[int(torch.randint(len(I2I_TEMPLATES), (), generator=g))].format(value=value)
+
     def _texts(self, captions):
         encoded = [self.text(c) for c in captions]
         longest = max(c.shape[0] for c, _ in encoded)
@@ -204,3 +272,36 @@ class BatchMaker:
         # authors' fixed 512-token padding does.
         contexts = [torch.cat([c, c[-1:].expand(longest - c.shape[0], -1)]) for c, _ in encoded]
         return torch.stack(contexts), torch.stack([p for _, p in encoded])
+
+
+def _row(entry, i: int):
+    """Row ``i`` of ``BatchMaker.encode``'s result (a tensor, or a (mean, std) pair)."""
+    return tuple(t[i] for t in entry) if isinstance(entry, tuple) else entry[i]
+
+
+def posterior(vae, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VAE posterior's (mean, std) for images (B, 3, H, W) in [0, 1], float32 on the CPU,
+    before the latent format. ComfyUI's VAE.encode returns the posterior's mode, the output of
+    its first-stage model's DiagonalGaussianRegularizer (sample=False on every supported host);
+    the regulariser's input, the moments, is read with a forward hook while the host encodes as
+    usual, and split by the host's own DiagonalGaussianDistribution."""
+    from comfy.ldm.modules.distributions.distributions import DiagonalGaussianDistribution
+
+    regulariser = getattr(getattr(vae, "first_stage_model", None), "regularization", None)
+    if type(regulariser).__name__ != "DiagonalGaussianRegularizer":
+        raise BokehInputError(f"This VAE ({type(getattr(vae, 'first_stage_model', vae)).__name__}) has no Gaussian posterior "
+                              "to sample; set vae_latents=mean.")
+    moments = []
+    hook = regulariser.register_forward_hook(lambda module, args, out: moments.append(args[0].detach()))
+    try:
+        with torch.no_grad():
+            lat = vae.encode(images.movedim(1, -1)[..., :3])
+    finally:
+        hook.remove()
+    dists = [DiagonalGaussianDistribution(m) for m in moments]
+    mean = torch.cat([d.mean for d in dists]).float().cpu() if dists else None
+    # the encoding must be the posterior's mean itself (no tiling, no transform after the regulariser)
+    if mean is None or mean.shape != lat.shape or not torch.equal(mean, lat.float().cpu()):
+        raise BokehInputError("This VAE's encoding is not its posterior's mean (tiled, or transformed after it); "
+                              "set vae_latents=mean.")
+    return mean, torch.cat([d.std for d in dists]).float().cpu()

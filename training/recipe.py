@@ -15,6 +15,16 @@ The authors' behaviour, kept by default:
   depth (spec 2.1); ``"image"`` over the whole image's (the disparity map's own scale).
 - ``real_k="minmax"``: real photos' EXIF K min-max normalised over the set (1.8); ``"k30"`` uses
   K / 30, the axis of the renders and of inference (1.12-5).
+- ``i2i_prompts="authors"``: an I2I row keeps its caption with probability i2i_caption_keep, else
+  one of the authors' four training templates (1.5 step 9e); ``"inference"`` uses the one prompt
+  the photo adapter is sampled with (bokehdepth-photo.md 2) instead of the four.
+- ``vae_latents="sample"``: latents are a draw from the VAE's posterior, from the trainer's
+  generator (1.5 step 2, 1.12-6); ``"mean"`` uses the posterior's mean, as inference encodes.
+- ``i2i_mix="epoch"``: per epoch exactly int(steps_per_epoch (1 - i2i_ratio)) T2I steps, the rest
+  I2I, in random order (1.7); ``"step"`` draws each step's kind with probability i2i_ratio.
+  An epoch, as the authors count it with one process (1.6): ceil(real photos / batch_size) or one
+  step per sharp photo (one grounded group a batch), whichever is more, plus ceil(I2I samples /
+  batch_size) (training/batches.py ``epoch_steps``).
 """
 
 from __future__ import annotations
@@ -57,6 +67,9 @@ class Recipe:
     i2i_ratio: float = 0.5  # share of I2I steps (photo flavour only)
     real_ratio: float = 0.5  # share of real-photo batches among T2I steps
     i2i_caption_keep: float = 0.35
+    i2i_prompts: str = "authors"  # I2I templates: "authors" (their four training wordings) or "inference" (the sampling prompt)
+    vae_latents: str = "sample"  # "sample": a posterior draw (authors' trainer); "mean": the posterior mean (inference's encoding)
+    i2i_mix: str = "epoch"  # "epoch": exact I2I/T2I counts per epoch, shuffled (authors); "step": a draw per step
     real_k: str = "minmax"
     no_depth: str = "identity"
     paired_targets: bool = False
@@ -87,6 +100,10 @@ class Recipe:
         if self.swap_blocks not in ("single", "all") or self.real_k not in ("minmax", "k30") or self.no_depth not in ("identity", "skip") \
                 or self.flat_focus not in ("authors", "image"):
             problems.append("swap_blocks is 'single' or 'all', real_k 'minmax' or 'k30', no_depth 'identity' or 'skip', flat_focus 'authors' or 'image'")
+        choices = {"i2i_prompts": ("authors", "inference"), "vae_latents": ("sample", "mean"), "i2i_mix": ("epoch", "step")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} {getattr(self, name)!r} (expected {' or '.join(repr(a) for a in allowed)})")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             problems.append(f"max_grad_norm {self.max_grad_norm} (expected > 0, or None for no clipping)")
         if problems:

@@ -69,7 +69,7 @@ class Trainer:
         r = self.recipe
         # ComfyUI runs nodes under inference mode; tensors made there cannot enter autograd.
         with torch.inference_mode(False), torch.enable_grad():
-            batch = self.maker.make(self.generator)
+            batch = self.maker.make(self.generator, step=self.step)
             loss = adapter_loss(self.model, self.adapter, batch, r.gradient_checkpointing)
             if not torch.isfinite(loss):
                 raise BokehInputError(f"Training step {self.step + 1}: the loss is {float(loss)}; lower the learning rate "
@@ -115,6 +115,7 @@ class Trainer:
             "adapter": {k: v.detach().cpu() for k, v in self.adapter.state_dict().items()},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(), "recipe": self.recipe.as_dict(),
+            "schedule": self.maker.schedule if self.maker.schedule is not None else torch.zeros(0, dtype=torch.int8),
         }
         tmp = out.with_name(out.name + STATE_SUFFIX + ".tmp")
         torch.save(state, tmp)
@@ -142,5 +143,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
+        schedule = state.get("schedule")  # this epoch's I2I/T2I steps (recipe i2i_mix "epoch")
+        self.maker.schedule = schedule if schedule is not None and len(schedule) else None
         self.step = int(state["step"])
         self.losses = [float(v) for v in state["losses"]]
