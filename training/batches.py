@@ -3,7 +3,8 @@ explicit ``step.Batch`` (spec bokeh-training.md 1.5, 1.7-1.10).
 
 Three kinds of batch:
 - ``i2i`` (photo flavour): reference = the sharp photo, target = its bokeh render at K ~ U(k_min,
-  k_max), network input K / k_max, caption kept with probability 0.35 else the K template;
+  k_max), network input K / k_max, caption kept with probability 0.35 else one of the authors'
+  four K templates (i2i_caption);
 - ``real`` (T2I): defocused photos with their EXIF K (min-max normalised, or K / 30);
 - ``group`` (T2I synthetic): one sharp photo and group_size - 1 renders of it, one caption, each
   row grounded on a random pivot with probability swap_prob (noise and sigma follow the swap).
