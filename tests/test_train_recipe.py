@@ -200,9 +200,14 @@ def test_adamw_steps_match_the_formula(mods):
     names = {id(p): n for n, p in t.adapter.named_parameters() if p.requires_grad}
     groups = t.optimizer.param_groups
     assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == set(names)  # every trainable tensor, one group
-    seen = []
-    t.optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(
-        (opt.param_groups[0]["lr"], {id(p): (p.detach().clone(), None if p.grad is None else p.grad.detach().clone()) for p in opt.param_groups[0]["params"]})))
+    seen = []  # before each optimiser step: the group's LR, each tensor and its gradient
+
+    def before(opt, args, kwargs):
+        group = opt.param_groups[0]
+        seen.append((group["lr"], {id(p): (p.detach().clone(), None if p.grad is None else p.grad.detach().clone())
+                                   for p in group["params"]}))
+
+    t.optimizer.register_step_pre_hook(before)
     b1, b2, eps, wd, lr0 = 0.9, 0.999, 1e-8, 0.01, 1e-2
     state = {i: [torch.zeros((), dtype=torch.float64)] * 3 for i in names}  # m, v, e_m
     params = dict(t.adapter.named_parameters())
