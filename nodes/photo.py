@@ -11,7 +11,8 @@ from ..attention.bokeh import PHOTO
 from ..attention.errors import BokehInputError
 from .common import CATEGORY, blur_input, check_blur, check_images, list_runs, search_aliases
 
-# The prompt the photo adapter was trained with (spec section 2): the raw K, two decimals.
+# The prompt the authors sample the photo adapter with (spec section 2): the raw K, two decimals.
+# (Training used four similar templates: training/batches.py I2I_TEMPLATES.)
 PHOTO_PROMPT = (
     "Set dof_cond = {k:.2f} (stronger background defocus); preserve subject sharpness; "
     "keep composition, lighting, and colors unchanged."
@@ -47,7 +48,7 @@ class BokehPhotoPrompt(io.ComfyNode):
             display_name="Bokeh Photo Prompt",
             category=CATEGORY,
             **search_aliases("photo", "kontext", "image edit"),
-            description="Writes the prompt the BokehDepth photo adapter was trained with for a blur level and encodes "
+            description="Writes the prompt the BokehDepth authors sample the photo adapter with for a blur level and encodes "
             "it. Connect a FLOAT list (Bokeh Blur Levels) to get one prompt per level; give the same list to Apply "
             "Bokeh Adapter so each sampling gets its own level.",
             is_input_list=True,  # a FLOAT list's length is checked before any run (nodes.common.list_runs)

@@ -54,7 +54,7 @@ PAGES = {
         "**Levels Text** into *Bokeh Pivot Batch*'s Targets.",
     ),
     "BokehPhotoPrompt": (
-        "Writes the prompt the BokehDepth photo adapter was trained with, `Set dof_cond = K (stronger background "
+        "Writes the prompt the BokehDepth authors sample the photo adapter with, `Set dof_cond = K (stronger background "
         "defocus); ...`, K with two decimals, and encodes it. A FLOAT list of blur levels gives one prompt per level.",
         "*DualCLIPLoader* -> **Bokeh Photo Prompt** (the same K as *Apply Bokeh Adapter*) -> *ReferenceLatent* (your "
         "photo's latent) -> *FluxGuidance* 7.0 -> *KSampler*. See the `bokeh_photo` workflow.",
