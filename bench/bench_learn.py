@@ -78,7 +78,7 @@ def main():
     harness.load_pack()
     mods = Mods()
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"| setting | seed | steps | held-out loss true K before -> after | shuffled K after | gap (% of loss) | gap / s.e. | train s |")
+    print("| setting | seed | steps | held-out loss true K before -> after | shuffled K after | gap (% of loss) | gap / s.e. | train s |")
     print("|---|---|---|---|---|---|---|---|")
     for setting in args.settings.split(","):
         if setting not in SETTINGS:

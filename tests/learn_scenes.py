@@ -12,8 +12,9 @@ Why these choices (measured; bench/bench_learn.py prints the table):
 - Latents: a fixed linear encoder in ComfyUI's VAE convention (``encode(pixels) -> latents``):
   grey 2 x 2 cell means, pixel-unshuffled by 4 into FLUX's 16 channels at 1/8 of the size. A
   trained VAE keeps an image's layout (a blurred image gives a smoothed latent); the tiny random
-  VAE of the other tests scrambles it, and the K effect left in its latents that is the same in
-  every scene is a few percent of the effect.
+  VAE of the other tests scrambles it (with it the gap stays at noise level, tiles or not; on
+  random textures the part of the K effect in its latents that one bias per image can express
+  is under 1 % of the effect).
 - Recipe: the text-to-image recipe (real photos and grounded render groups, the authors' caption
   and K dropout and swaps) with K on two levels (1 and 8) and a learning rate for a 400-step run.
 """
