@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 from ..fixtures import harness
+from ..fixtures import learn_scenes as ls  # the learning test's scenes and recipe
 from ..fixtures.test_nodes import tiny_nodes
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test's scenes and recipe (torch only)
-import learn_scenes as ls  # noqa: E402
 
 SETTINGS = ("test", "random_texture", "random_vae", "no_dropout", "lr_0.05")
 

@@ -7,7 +7,7 @@ import pytest
 # a short name (`import harness`) are the pack's own modules, one copy each.
 TEST_IMPORTS = {
     "harness": "fixtures.harness", "tiny_nodes": "fixtures.test_nodes.tiny_nodes", "thirdparty": "fixtures.thirdparty",
-    "distributed_pack": "fixtures.distributed_pack", "comfy_client": "runner.client", "shard_sweep": "runner.shard",
+    "distributed_pack": "fixtures.distributed_pack", "learn_scenes": "fixtures.learn_scenes", "comfy_client": "runner.client", "shard_sweep": "runner.shard",
     "workflow_api": "runner.workflow_api", "model_files": "runner.model_files", "bokeh_sweep": "runner.sweep_command",
     "make_locales": "tools.make_locales", "make_workflows": "tools.make_workflows",
 }
