@@ -10,13 +10,12 @@ import json
 import os
 import re
 
-import numpy as np
 import torch
 from comfy_api.latest import io
 
 from ..attention.bokeh import PHOTO, TEXT
 from ..attention.errors import BokehError, BokehInputError
-from ..sweep.plot import _font, _label, _ticks
+from ..sweep.plot import loss_plot
 from ..training.host import release, trainable
 from ..training.recipe import OPTIMIZERS, Recipe
 from ..training.trainer import STATE_SUFFIX, Trainer
@@ -62,41 +61,6 @@ def parse_settings(text: str) -> dict:
         except json.JSONDecodeError:
             out[name] = value.strip()
     return out
-
-
-def loss_plot(losses: list[float], title: str) -> torch.Tensor:
-    """Loss per step (thin) and its running mean over 5 % of the steps (thick): (1, H, W, 3)."""
-    from PIL import Image, ImageDraw
-
-    w, h, left, right, top, bottom = 720, 400, 70, 24, 50, 50
-    img = Image.new("RGB", (w, h), (22, 22, 26))
-    draw = ImageDraw.Draw(img)
-    finite = [v for v in losses if np.isfinite(v)] or [0.0]
-    ys = _ticks(min(finite), max(finite))
-    lo, hi = ys[0], max(ys[-1], ys[0] + 1e-6)
-    n = max(2, len(losses))
-    xs = _ticks(1, n)
-
-    def px(step, value):
-        return left + (step - 1) / (n - 1) * (w - left - right), h - bottom - (value - lo) / (hi - lo) * (h - top - bottom)
-
-    small = _font(13)
-    for y in ys:
-        _, py = px(1, y)
-        draw.line([(left, py), (w - right, py)], fill=(48, 48, 56))
-        draw.text((left - 8, py), _label(y, ys[1] - ys[0] if len(ys) > 1 else 0.0), fill=(230, 230, 235), font=small, anchor="rm")
-    for x in xs:
-        qx, _ = px(x, lo)
-        draw.text((qx, h - bottom + 6), f"{x:g}", fill=(230, 230, 235), font=small, anchor="ma")
-    draw.rectangle([left, top, w - right, h - bottom], outline=(150, 150, 160))
-    draw.text((w / 2, 16), title, fill=(230, 230, 235), font=_font(17), anchor="ma")
-    draw.text(((left + w - right) / 2, h - 18), "step", fill=(230, 230, 235), font=small, anchor="mm")
-    if len(losses) > 1:
-        draw.line([px(i + 1, v) for i, v in enumerate(losses)], fill=(70, 100, 150), width=1)
-        k = max(1, len(losses) // 20)
-        mean = np.convolve(np.asarray(losses, dtype=np.float64), np.ones(k) / k, mode="valid")
-        draw.line([px(i + k, v) for i, v in enumerate(mean)], fill=(120, 180, 255), width=3)
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).unsqueeze(0)
 
 
 class BokehTrainAdapter(io.ComfyNode):

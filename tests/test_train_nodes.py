@@ -223,8 +223,8 @@ def test_bad_data_names_the_file(folders):
 
 
 def test_loss_plot_draws_the_curve(mods):
-    plot = harness.pack_module("nodes.train").loss_plot([3.0, 2.0, 2.5, 1.0, 0.5], "five steps")
-    flat = harness.pack_module("nodes.train").loss_plot([1.0], "one step")
+    plot = harness.pack_module("sweep.plot").loss_plot([3.0, 2.0, 2.5, 1.0, 0.5], "five steps")
+    flat = harness.pack_module("sweep.plot").loss_plot([1.0], "one step")
     assert plot.shape == flat.shape == (1, 400, 720, 3)
     assert not torch.equal(plot, flat)
     assert json.dumps([float(plot.mean())])  # a finite picture
