@@ -131,7 +131,12 @@ def test_training_graph_saves_and_applies(mods, folders, trained):
     assert log[0] == "step,loss,batch,lr" and len(log) == STEPS + 1
     plot = result.outputs["train"][1][0]
     assert plot.shape == (1, 400, 720, 3) and plot.dtype == torch.float32 and 0 <= float(plot.min()) < float(plot.max()) <= 1
-    assert [v for v, t in seen if t == STEPS][-STEPS:] == list(range(1, STEPS + 1))  # the progress bar, step by step
+    import comfy.utils
+
+    values = [v for v, t in seen if t == STEPS]  # the progress bar: rises to STEPS
+    assert values == sorted(set(values)) and values[-1] == STEPS
+    if not hasattr(comfy.utils.ProgressBar(1), "_last_sent_value"):  # before 0.30 the host sends every update
+        assert values[-STEPS:] == list(range(1, STEPS + 1))  # step by step (0.30+ throttles what it sends)
     adapter = result.outputs["train"][0][0]
     assert adapter.dims.rank == 4 and adapter.dims.flavour == "text" and adapter.source == "trained_node.safetensors"
     assert torch.isfinite(result.outputs["sample"][0][0]["samples"]).all()
@@ -259,8 +264,9 @@ def test_weights_loaded_in_inference_mode_become_trainable(mods):
 
 
 def test_interrupt_stops_training_and_saves_nothing(folders, trained):
-    """Cancel from the queue (the host's interrupt flag, as the server's /interrupt sets it) at the
-    second step: the run stops there, nothing is saved, the base model is left as it was."""
+    """Cancel from the queue (the host's interrupt flag, as the server's /interrupt sets it) when
+    the bar first reports (step 0, which every host sends; 0.30+ throttles the later ones): the
+    run stops after its first step, nothing is saved, the base model is left as it was."""
     import comfy.model_management as mm
     import comfy.utils
 
@@ -270,8 +276,7 @@ def test_interrupt_stops_training_and_saves_nothing(folders, trained):
     def hook(value, total, *args, **kwargs):
         if total == 50:
             steps.append(value)
-            if value == 2:
-                mm.interrupt_current_processing(True)
+            mm.interrupt_current_processing(True)
 
     previous = comfy.utils.PROGRESS_BAR_HOOK
     comfy.utils.set_progress_bar_global_hook(hook)
@@ -281,7 +286,7 @@ def test_interrupt_stops_training_and_saves_nothing(folders, trained):
         comfy.utils.set_progress_bar_global_hook(previous)
         mm.interrupt_current_processing(False)
     assert not result.ok and any(event == "execution_interrupted" for event, _ in result.messages), result.messages[-3:]
-    assert steps[-1] == 2 and not (models / "interrupted.safetensors").exists()
+    assert steps[0] == 0 and max(steps) <= 1 and not (models / "interrupted.safetensors").exists()
     assert torch.equal(harness.sampled(harness.tiny_graph()), trained[1])
 
 
