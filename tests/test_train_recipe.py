@@ -251,3 +251,24 @@ def test_adamw_steps_match_the_formula(mods):
     assert no_grad and all("to_k_bokeh" in n for n in no_grad), sorted(no_grad)  # the pack's name of to_k_dof
     changed = [n for n, p in params.items() if p.requires_grad and not torch.equal(p.detach(), seen[0][1][id(p)][0])]
     assert set(changed) == set(names.values()) - no_grad  # 4 steps: every tensor with a gradient has moved
+
+
+# -- 5. settings a client can send -----------------------------------------------------------------
+@pytest.mark.parametrize("values, found", [
+    ({"context": 10**9}, "context 1000000000 (at most 4096)"),  # memory grows with it
+    ({"k_levels": 100_000}, "k_levels 100000 (at most 256)"),  # renders made and encoded per level
+    ({"group_size": 1000}, "group_size 1000 (at most 16)"),
+    ({"steps": 10**12}, "steps 1000000000000 (at most 1000000)"),
+    ({"context": "wide"}, "context 'wide' (expected a whole number)"),
+    ({"noise_offset": float("nan")}, "noise_offset nan (expected a number)"),
+    ({"max_grad_norm": "1"}, "max_grad_norm '1' (expected a number or null)"),
+    ({"paired_targets": 1}, "paired_targets 1 (expected true or false)"),
+])
+def test_settings_out_of_bounds_or_of_the_wrong_type_are_one_line(mods, values, found):
+    """Recipe settings also come from the node's Settings text, which any client of a server can
+    send: a size that would take unbounded memory or work, or a value of the wrong type, is refused
+    in one line before anything is built."""
+    with pytest.raises(mods.errors.BokehInputError, match="Training settings not usable") as caught:
+        mods.recipe.Recipe.from_dict(values)
+    assert found in str(caught.value) and "\n" not in str(caught.value)
+    assert mods.recipe.Recipe.from_dict({"context": 4096, "k_levels": 256, "max_grad_norm": None}).context == 4096

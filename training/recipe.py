@@ -37,6 +37,10 @@ from ..attention.bokeh import PHOTO, TEXT
 from ..attention.errors import BokehInputError
 
 OPTIMIZERS = ("adamw", "prodigy")
+# The largest value of each setting whose work or memory grows with it: settings come from the
+# node's Settings text too, which any client of a server can send.
+LIMITS = {"steps": 1_000_000, "batch_size": 64, "group_size": 16, "rank": 1024, "context": 4096, "embed_hidden": 4096,
+          "k_levels": 256, "warmup": 1_000_000, "save_every": 1_000_000, "schedule_speed": 64}
 
 
 @dataclass
@@ -82,7 +86,10 @@ class Recipe:
         return self.lr if self.lr is not None else (1.0 if self.optimizer == "prodigy" else 1e-4)
 
     def check(self) -> "Recipe":
-        problems = []
+        problems = [problem for f in dataclasses.fields(self) if (problem := _type_problem(f.name, getattr(self, f.name), f.default))]
+        if problems:  # the checks below compare numbers
+            raise BokehInputError("Training settings not usable: " + "; ".join(problems) + ".")
+        problems = [f"{name} {getattr(self, name)} (at most {most})" for name, most in LIMITS.items() if getattr(self, name) > most]
         if self.flavour not in (PHOTO, TEXT):
             problems.append(f"flavour {self.flavour!r} (expected {PHOTO!r} or {TEXT!r})")
         if self.optimizer not in OPTIMIZERS:
@@ -120,6 +127,20 @@ class Recipe:
         if unknown:
             raise BokehInputError(f"Unknown training settings {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
         return cls(**values).check()
+
+
+def _type_problem(name: str, value, default) -> str | None:
+    """What is wrong with ``value``'s type for a setting whose default is ``default``, or None."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(default, bool):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float) or default is None:
+        ok, wanted = number or (default is None and value is None), "a number" + (" or null" if default is None else "")
+    else:
+        ok, wanted = isinstance(value, str), "text"
+    return None if ok else f"{name} {value!r} (expected {wanted})"
 
 
 def lr_multiplier(step: int, warmup: int, total: int, speed: float = 1.0) -> float:
